@@ -1,0 +1,90 @@
+"""SPEC's networks: a NatureCNN encoder per network, an actor MLP with tanh, twin critic heads.
+
+Images arrive as uint8 (batch, frames, H, W); the encoder scales them to [-1, 1] once, on the learner
+side, so the replay buffer stays uint8 (the reference stored float32 pairs at ~226 KB per transition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: Sequence[int], out_act: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+class NatureCNN(nn.Module):
+    """conv 32@8x8/4, 64@4x4/2, 64@3x3/1, flatten, linear -> feature_dim, ReLU (widths configurable)."""
+
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], kernels: Sequence[int],
+                 strides: Sequence[int], feature_dim: int):
+        super().__init__()
+        c_in = image_shape[0]
+        convs: list[nn.Module] = []
+        for c, k, s in zip(channels, kernels, strides):
+            convs += [nn.Conv2d(c_in, c, k, s), nn.ReLU()]
+            c_in = c
+        self.convs = nn.Sequential(*convs, nn.Flatten())
+        with torch.no_grad():
+            try:
+                n_flat = self.convs(torch.zeros(1, *image_shape)).shape[1]
+            except RuntimeError as e:
+                raise ValueError(
+                    f"image {tuple(image_shape[1:])} is too small for the CNN (kernels {list(kernels)}, "
+                    f"strides {list(strides)}): use a larger env.image_height/width or smaller "
+                    f"agent.cnn_kernels") from e
+        self.linear = nn.Sequential(nn.Linear(n_flat, feature_dim), nn.ReLU())
+        self.feature_dim = feature_dim
+
+    def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
+        x = image_u8.float().mul_(1.0 / 127.5).sub_(1.0)  # uint8 -> [-1, 1], once
+        return self.linear(self.convs(x))
+
+
+class Actor(nn.Module):
+    """features(image) ++ vector -> MLP -> tanh action. ``encoder`` is None when the features come from
+    the critic's encoder (the ``shared`` option); they are then passed in, detached."""
+
+    def __init__(self, encoder: NatureCNN | None, feature_dim: int, vector_size: int, action_dim: int,
+                 hidden: Sequence[int]):
+        super().__init__()
+        self.encoder = encoder
+        self.mlp = mlp([feature_dim + vector_size, *hidden, action_dim], nn.Tanh())
+
+    def forward(self, features: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([features, vector], dim=1))
+
+
+class Critic(nn.Module):
+    """One encoder feeding ``n_critics`` Q heads (SB3's layout with share_features_extractor=False)."""
+
+    def __init__(self, encoder: NatureCNN | None, feature_dim: int, vector_size: int, action_dim: int,
+                 hidden: Sequence[int], n_critics: int):
+        super().__init__()
+        self.encoder = encoder
+        self.heads = nn.ModuleList(
+            mlp([feature_dim + vector_size + action_dim, *hidden, 1]) for _ in range(n_critics))
+
+    def forward(self, features: torch.Tensor, vector: torch.Tensor, action: torch.Tensor
+                ) -> list[torch.Tensor]:
+        x = torch.cat([features, vector, action], dim=1)
+        return [head(x).squeeze(1) for head in self.heads]
+
+
+def parameter_groups(net: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Split a network's parameters into ``cnn`` (its encoder, if it owns one) and ``mlp`` (the rest):
+    the parts whose gradient norms are measured, clipped and logged separately."""
+    encoder = getattr(net, "encoder", None)
+    cnn = list(encoder.parameters()) if encoder is not None else []
+    cnn_ids = {id(p) for p in cnn}
+    return {"cnn": cnn, "mlp": [p for p in net.parameters() if id(p) not in cnn_ids]}

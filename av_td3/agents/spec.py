@@ -1,0 +1,29 @@
+"""What the trainer tells an agent at build time: shapes from the env's spaces, the device and the
+clipping config. Everything else an agent reads comes from its ``agent`` config group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from gymnasium import spaces
+
+from av_td3.config.clipping import ClippingConfig
+from av_td3.envs.contract import IMAGE, VECTOR
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    image_shape: tuple[int, ...] | None  # (frames, H, W), None without a camera
+    vector_size: int
+    action_dim: int
+    device: torch.device
+    clipping: ClippingConfig
+
+    @classmethod
+    def from_spaces(cls, obs: spaces.Dict, action: spaces.Box, device: torch.device,
+                    clipping: ClippingConfig) -> "AgentSpec":
+        image = obs.spaces.get(IMAGE)
+        return cls(image_shape=None if image is None else tuple(image.shape),
+                   vector_size=int(obs.spaces[VECTOR].shape[0]), action_dim=int(action.shape[0]),
+                   device=device, clipping=clipping)

@@ -1,0 +1,149 @@
+"""TD3 (Fujimoto et al., 2018) for image + vector observations. DDPG is the same class with
+``n_critics=1, policy_noise=0, policy_delay=1``.
+
+The update reads top to bottom: critic target with target policy smoothing and clipped double-Q,
+critic step, then every ``policy_delay``-th update the actor step and the soft target updates. Gradient
+measurement, clipping and the non-finite guard are one call per network (``GuardedStep``); the update
+returns device tensors and never syncs with the host.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups
+from av_td3.agents.spec import AgentSpec
+from av_td3.gradients import GuardedStep
+
+Obs = dict[str, torch.Tensor]  # {"image": uint8 (B, F, H, W) (absent without a camera), "vector": (B, V)}
+
+
+class TD3Agent:
+    def __init__(self, spec: AgentSpec, cnn_channels: Sequence[int], cnn_kernels: Sequence[int], cnn_strides: Sequence[int],
+                 feature_dim: int, hidden_dims: Sequence[int], encoder: str, n_critics: int,
+                 actor_lr: float, critic_lr: float, weight_decay: float, gamma: float, tau: float,
+                 policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
+                 exploration_noise: float):
+        image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
+        self.device = spec.device
+        self.gamma, self.tau = gamma, tau
+        self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, policy_delay
+        self.batch_size, self.exploration_noise = batch_size, exploration_noise
+        self.shared_encoder = encoder == "shared"
+        self.num_updates = 0
+
+        def make_encoder() -> NatureCNN | None:
+            if image_shape is None:
+                return None
+            return NatureCNN(image_shape, cnn_channels, cnn_kernels, cnn_strides, feature_dim)
+
+        # Separate encoders (the reference): actor and critic each own a CNN with its own target.
+        # Shared (DrQ-v2): the critic's CNN feeds the actor detached features and the targets.
+        critic_encoder = make_encoder()
+        actor_encoder = None if self.shared_encoder else make_encoder()
+        n_feat = 0 if image_shape is None else feature_dim
+        self.critic = Critic(critic_encoder, n_feat, vector_size, action_dim, hidden_dims,
+                             n_critics).to(self.device)
+        self.actor = Actor(actor_encoder, n_feat, vector_size, action_dim, hidden_dims).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+
+        # fused=True: one kernel per step, and its found_inf skips non-finite steps on the device.
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr,
+                                           weight_decay=weight_decay, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr,
+                                          weight_decay=weight_decay, fused=True)
+        self.critic_step = GuardedStep(parameter_groups(self.critic), spec.clipping.critic, self.critic_opt)
+        self.actor_step = GuardedStep(parameter_groups(self.actor), spec.clipping.actor, self.actor_opt)
+
+    # --- features ------------------------------------------------------------------------------------
+    @staticmethod
+    def _encode(encoder: NatureCNN | None, obs: Obs) -> torch.Tensor:
+        if encoder is None:  # vector-only observations (env=gym)
+            return obs["vector"].new_zeros(obs["vector"].shape[0], 0)
+        return encoder(obs["image"])
+
+    def policy(self, obs: Obs) -> torch.Tensor:
+        encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
+        feat = self._encode(encoder, obs)
+        return self.actor(feat.detach() if self.shared_encoder else feat, obs["vector"])
+
+    # --- acting ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
+        batch = {k: torch.as_tensor(v, device=self.device).unsqueeze(0) for k, v in obs.items()}
+        action = self.policy(batch)[0]
+        if explore:
+            action = (action + self.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+        return action.cpu().numpy()
+
+    # --- learning --------------------------------------------------------------------------------------
+    def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
+               not_terminated: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.num_updates += 1
+
+        # Critic target: target policy smoothing, clipped double-Q; truncation still bootstraps.
+        with torch.no_grad():
+            if self.shared_encoder:  # DrQ-v2: the online critic CNN encodes next_obs for both targets
+                next_actor_feat = next_critic_feat = self._encode(self.critic.encoder, next_obs)
+            else:
+                next_actor_feat = self._encode(self.actor_target.encoder, next_obs)
+                next_critic_feat = self._encode(self.critic_target.encoder, next_obs)
+            noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+            next_action = (self.actor_target(next_actor_feat, next_obs["vector"]) + noise).clamp(-1, 1)
+            next_q = torch.stack(self.critic_target(next_critic_feat, next_obs["vector"], next_action))
+            target_q = reward + not_terminated * self.gamma * next_q.min(0).values
+
+        feat = self._encode(self.critic.encoder, obs)
+        qs = self.critic(feat, obs["vector"], action)
+        critic_loss = sum(F.mse_loss(q, target_q) for q in qs)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic = self.critic_step(critic_loss)
+        metrics = {"critic_loss": critic_loss.detach(), "q1": qs[0].detach().mean(),
+                   "q2": qs[-1].detach().mean(), **{f"critic_{k}": v for k, v in critic.items()}}
+        if self.num_updates % self.policy_delay:
+            return metrics
+
+        # Actor: maximise Q1. Separate encoders: Q1 of the just-updated critic (as TD3's code does),
+        # whose CNN needs no gradient here. Shared: the detached features of this update (as DrQ-v2).
+        if self.shared_encoder:
+            critic_feat = actor_feat = feat.detach()
+        else:
+            with torch.no_grad():
+                critic_feat = self._encode(self.critic.encoder, obs)
+            actor_feat = self._encode(self.actor.encoder, obs)
+        action_pi = self.actor(actor_feat, obs["vector"])
+        actor_loss = -self.critic.heads[0](torch.cat([critic_feat, obs["vector"], action_pi], 1)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        actor = self.actor_step(actor_loss)
+
+        # Soft target updates, skipped (tau -> 0) when either step was skipped as non-finite.
+        tau = self.tau * (critic["finite"] & actor["finite"]).float()
+        for net, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
+            torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
+        metrics.update(actor_loss=actor_loss.detach(), **{f"actor_{k}": v for k, v in actor.items()})
+        return metrics
+
+    # --- checkpointing ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "actor_target": self.actor_target.state_dict(),
+                "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "actor_step": self.actor_step.state_dict(), "critic_step": self.critic_step.state_dict(),
+                "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt",
+                     "actor_step", "critic_step"):
+            getattr(self, name).load_state_dict(state[name])
+        self.num_updates = int(state["num_updates"])
+
+    def guarded_steps(self) -> dict[str, GuardedStep]:
+        return {"actor": self.actor_step, "critic": self.critic_step}

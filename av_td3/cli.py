@@ -1,0 +1,46 @@
+"""``av-td3``: the analysis and tooling commands (training is ``av-td3-train``).
+
+    av-td3 validate PATH...        check clipping and training health from event files
+    av-td3 compare DIR...          one table over multirun outputs, grouped, with interval estimates
+    av-td3 report EXPERIMENT       run (or resume), validate and compare an ablation; write a report
+    av-td3 carla-check             verify a CARLA server before launching a sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> module exposing add_parser(subparsers) and run(args) -> exit code. Imported on use, so
+# `av-td3 validate` does not pay for matplotlib or carla.
+COMMANDS = {
+    "validate": "av_td3.analysis.validate",
+    "compare": "av_td3.analysis.compare",
+    "report": "av_td3.analysis.report",
+    "carla-check": "av_td3.carla_check",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="av-td3", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, module in COMMANDS.items():
+        if wanted is None or name == wanted:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:
+                    raise
+                continue
+            mod.add_parser(sub)
+            sub.choices[name].set_defaults(run=mod.run)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

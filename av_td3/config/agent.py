@@ -1,0 +1,75 @@
+"""The ``agent`` group. Shapes (image, vector, action) are not config: the agent gets them from the
+env's spaces at build time (``hydra.utils.instantiate(cfg.agent, ...)``)."""
+
+from dataclasses import dataclass, field
+
+from av_td3.config.errors import check
+
+ENCODERS = ("separate", "shared")
+
+
+@dataclass
+class TD3Config:
+    """TD3 (Fujimoto et al. 2018) with SPEC's visual networks. DDPG is this with the three TD3 switches
+    off: ``n_critics=1``, ``policy_noise=0``, ``policy_delay=1``."""
+
+    _target_: str = "av_td3.agents.td3.TD3Agent"
+    # NatureCNN encoder: one conv layer per entry, then a linear layer to ``feature_dim``.
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    cnn_kernels: list[int] = field(default_factory=lambda: [8, 4, 3])
+    cnn_strides: list[int] = field(default_factory=lambda: [4, 2, 1])
+    feature_dim: int = 512
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    # separate: actor and critic own their CNNs (the reference). shared: the critic's CNN feeds the actor
+    # detached features (DrQ-v2); the actor then trains only its MLP.
+    encoder: str = "separate"
+    n_critics: int = 2
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    weight_decay: float = 0.0
+    gamma: float = 0.99
+    tau: float = 0.005
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_delay: int = 2
+    batch_size: int = 256
+    exploration_noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        k = "agent"
+        n = len(self.cnn_channels)
+        check(n > 0 and len(self.cnn_kernels) == n and len(self.cnn_strides) == n, f"{k}.cnn_channels",
+              "cnn_channels, cnn_kernels and cnn_strides must be non-empty and of equal length")
+        for name in ("cnn_channels", "cnn_kernels", "cnn_strides", "hidden_dims"):
+            check(all(v > 0 for v in getattr(self, name)), f"{k}.{name}", "entries must be positive")
+        check(self.feature_dim > 0, f"{k}.feature_dim", f"must be positive, got {self.feature_dim}")
+        check(self.encoder in ENCODERS, f"{k}.encoder", f"must be one of {ENCODERS}, got {self.encoder!r}")
+        check(self.n_critics in (1, 2), f"{k}.n_critics", f"must be 1 or 2, got {self.n_critics}")
+        for name in ("actor_lr", "critic_lr"):
+            check(getattr(self, name) > 0, f"{k}.{name}", f"must be positive, got {getattr(self, name)}")
+        check(self.weight_decay >= 0, f"{k}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(0 <= self.gamma <= 1, f"{k}.gamma", f"must be in [0, 1], got {self.gamma}")
+        check(0 < self.tau <= 1, f"{k}.tau", f"must be in (0, 1], got {self.tau}")
+        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+            check(getattr(self, name) >= 0, f"{k}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        check(self.policy_delay >= 1, f"{k}.policy_delay", f"must be >= 1, got {self.policy_delay}")
+        check(self.batch_size >= 1, f"{k}.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class ClassicalConfig:
+    """PID speed control plus Pure Pursuit steering on the route waypoints of the observation vector."""
+
+    _target_: str = "av_td3.agents.classical.ClassicalAgent"
+    target_speed: float = 8.33  # m/s, the reward's target speed
+    kp: float = 0.5
+    ki: float = 0.05
+    kd: float = 0.02
+    lookahead: float = 6.0  # m, Pure Pursuit look-ahead distance
+    wheelbase: float = 2.9  # m (Tesla Model 3: 2.875)
+
+    def __post_init__(self) -> None:
+        for name in ("target_speed", "lookahead", "wheelbase"):
+            check(getattr(self, name) > 0, f"agent.{name}", f"must be positive, got {getattr(self, name)}")
+        for name in ("kp", "ki", "kd"):
+            check(getattr(self, name) >= 0, f"agent.{name}", f"must be >= 0, got {getattr(self, name)}")

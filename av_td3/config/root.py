@@ -1,0 +1,90 @@
+"""The top-level run config and its registration with Hydra's ConfigStore."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from av_td3.config.agent import ClassicalConfig, TD3Config
+from av_td3.config.clipping import ClippingConfig
+from av_td3.config.env import CarlaEnvConfig, GymEnvConfig, HighwayEnvConfig
+from av_td3.config.errors import check
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class ScenarioConfig:
+    """Traffic density; every driving env reads it. SPEC's scenarios 0/1/2 = light/medium/heavy."""
+
+    npc_vehicles: int = 20
+
+    def __post_init__(self) -> None:
+        check(self.npc_vehicles >= 0, "scenario.npc_vehicles", f"must be >= 0, got {self.npc_vehicles}")
+
+
+@dataclass
+class TrainerConfig:
+    total_steps: int = 1_000_000
+    learning_starts: int = 10_000  # uniform random actions before this many env steps
+    updates_per_step: int = 1
+    replay_capacity: int = 100_000
+    eval_every: int = 10_000  # env steps; 0 = only the final evaluation
+    eval_episodes: int = 5
+    checkpoint_every: int = 10_000  # env steps; also on SIGTERM/SIGINT and at the end
+    log_every_updates: int = 10  # gradient/loss tags: one host sync per this many updates
+    max_consecutive_nonfinite: int = 10  # skipped updates in a row before the run stops
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        k = "trainer"
+        for name in ("total_steps", "updates_per_step", "replay_capacity", "eval_episodes",
+                     "log_every_updates", "max_consecutive_nonfinite"):
+            check(getattr(self, name) >= 1, f"{k}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_starts", "eval_every", "checkpoint_every"):
+            check(getattr(self, name) >= 0, f"{k}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        check(self.learning_starts < self.total_steps, f"{k}.learning_starts",
+              f"({self.learning_starts}) must be smaller than trainer.total_steps ({self.total_steps}), "
+              "or no update would ever run")
+
+
+@dataclass
+class Config:
+    agent: Any = MISSING  # TD3Config or ClassicalConfig, chosen by the agent group
+    clipping: ClippingConfig = field(default_factory=ClippingConfig)
+    env: Any = MISSING  # HighwayEnvConfig, CarlaEnvConfig or GymEnvConfig
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    device: str = "auto"  # auto = cuda when available
+    # torch intra-op threads per run; 0 = the cores this process may use divided by parallel jobs.
+    torch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.device in DEVICES, "device", f"must be one of {DEVICES}, got {self.device!r}")
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.torch_threads >= 0, "torch_threads", f"must be >= 0, got {self.torch_threads}")
+        if isinstance(self.agent, TD3Config):
+            check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
+                  f"({self.agent.batch_size}) exceeds trainer.replay_capacity "
+                  f"({self.trainer.replay_capacity})")
+
+
+SCHEMAS = {
+    ("agent", "td3"): TD3Config,
+    ("agent", "classical"): ClassicalConfig,
+    ("env", "highway"): HighwayEnvConfig,
+    ("env", "carla"): CarlaEnvConfig,
+    ("env", "gym"): GymEnvConfig,
+}
+
+
+def register_configs() -> None:
+    """Schemas live in ``schema/<group>/<name>``, outside the selectable groups, so that
+    ``agent=glob(*)`` sweeps only real options. A group option's YAML opens with
+    ``defaults: [/schema/<group>/<name>@_here_, _self_]``."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=f"schema/{group}", name=name, node=node)

@@ -1,0 +1,140 @@
+"""The contract every driving env keeps: spaces, action mapping, frame stacking, per-step quantities.
+
+Observation: ``{"image": uint8 (frames, H, W) grayscale, oldest frame first, zeros after reset,
+"vector": float32 (53,)}``. Vector = speed/30, signed lateral deviation/3.5, heading error/pi, then 25
+route waypoints ahead (x forward, y right, vehicle frame, metres /50). Action: Box(-1, 1, (2,)) =
+[steer, throttle_brake]; throttle = max(a1, 0), brake = max(-a1, 0).
+
+Sign conventions (shared by every env, the reward and the metrics): lateral deviation is positive when
+the vehicle is to the RIGHT of the route's centre line; heading error is vehicle yaw minus route yaw,
+wrapped to [-pi, pi], positive when the vehicle points to the RIGHT of the route (yaw measured
+clockwise in the x-forward / y-right frame, as in CARLA's left-handed world).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+IMAGE = "image"
+VECTOR = "vector"
+
+N_WAYPOINTS = 25
+WAYPOINT_SPACING = 2.0  # m between route waypoints in the observation (up to 50 m ahead)
+SPEED_SCALE = 30.0  # m/s
+LATERAL_SCALE = 3.5  # m
+WAYPOINT_SCALE = 50.0  # m
+VECTOR_SIZE = 3 + 2 * N_WAYPOINTS  # 53
+
+ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+# Steering angle at steer = +-1. CARLA's Model 3 front wheels turn ~70 deg at full lock; the embedded
+# simulator uses the same so a policy's steering means the same on both.
+MAX_STEER_RAD = math.radians(70.0)
+
+
+def observation_space(frames: int, height: int, width: int) -> spaces.Dict:
+    return spaces.Dict({
+        IMAGE: spaces.Box(0, 255, shape=(frames, height, width), dtype=np.uint8),
+        VECTOR: spaces.Box(-np.inf, np.inf, shape=(VECTOR_SIZE,), dtype=np.float32),
+    })
+
+
+def split_action(action: np.ndarray) -> tuple[float, float, float]:
+    """[steer, throttle_brake] in [-1, 1] -> (steer, throttle, brake); out-of-range input is clipped."""
+    steer = float(np.clip(action[0], -1.0, 1.0))
+    tb = float(np.clip(action[1], -1.0, 1.0))
+    return steer, max(tb, 0.0), max(-tb, 0.0)
+
+
+def build_vector(speed: float, lateral_deviation: float, heading_error: float,
+                 waypoints_vehicle: np.ndarray) -> np.ndarray:
+    """The 53-float vector. ``waypoints_vehicle``: (25, 2) route points ahead as (x fwd, y right) m."""
+    assert waypoints_vehicle.shape == (N_WAYPOINTS, 2), waypoints_vehicle.shape
+    head = np.array([speed / SPEED_SCALE, lateral_deviation / LATERAL_SCALE, heading_error / math.pi],
+                    dtype=np.float32)
+    return np.concatenate([head, (waypoints_vehicle / WAYPOINT_SCALE).astype(np.float32).ravel()])
+
+
+class FrameStack:
+    """The last ``frames`` grayscale frames, oldest first; zeros until the episode has that many."""
+
+    def __init__(self, frames: int, height: int, width: int):
+        self.shape = (frames, height, width)
+        self._frames: deque[np.ndarray] = deque(maxlen=frames)
+        self.reset()
+
+    def reset(self) -> None:
+        self._frames.clear()
+        for _ in range(self.shape[0]):
+            self._frames.append(np.zeros(self.shape[1:], dtype=np.uint8))
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        assert frame.shape == self.shape[1:] and frame.dtype == np.uint8, (frame.shape, frame.dtype)
+        self._frames.append(frame)
+        return np.stack(self._frames)
+
+
+def to_gray_uint8(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB/BGR (H, W, 3) uint8 -> grayscale (height, width) uint8, area-averaged resize.
+
+    ITU-R 601 luma weights; the channel order only matters through those weights, so callers with
+    BGRA data (CARLA) pass ``rgb[..., 2::-1]``."""
+    gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    return resize_area(gray, height, width).round().clip(0, 255).astype(np.uint8)
+
+
+def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area (box-filter) resize of a 2-D float array to (height, width), no external image library."""
+    h, w = img.shape
+    if (h, w) == (height, width):
+        return img.astype(np.float64)
+    ys = np.linspace(0, h, height + 1)
+    xs = np.linspace(0, w, width + 1)
+    # Integral image: each output pixel is the exact mean of its (fractional) input box.
+    integral = np.zeros((h + 1, w + 1))
+    integral[1:, 1:] = img.astype(np.float64).cumsum(0).cumsum(1)
+
+    def interp(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # Bilinear read of the integral image = exact area sums for fractional box edges.
+        y0 = np.clip(np.floor(y).astype(int), 0, h - 1)
+        x0 = np.clip(np.floor(x).astype(int), 0, w - 1)
+        fy, fx = (y - y0)[:, None], (x - x0)[None, :]
+        a = integral[y0][:, x0]
+        b = integral[y0][:, x0 + 1]
+        c = integral[y0 + 1][:, x0]
+        d = integral[y0 + 1][:, x0 + 1]
+        return a * (1 - fy) * (1 - fx) + b * (1 - fy) * fx + c * fy * (1 - fx) + d * fy * fx
+
+    s = interp(ys, xs)
+    area = np.outer(np.diff(ys), np.diff(xs))
+    return (s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]) / area
+
+
+@dataclass
+class StepQuantities:
+    """Plain per-step kinematic quantities every driving env reports (in ``info``). The reward and the
+    evaluation metrics are computed from these alone, never from simulator objects."""
+
+    speed: float  # m/s along the vehicle's heading
+    lateral_deviation: float  # m, signed (+ right of the route centre line)
+    heading_error: float  # rad, wrapped to [-pi, pi]
+    longitudinal_acceleration: float  # m/s^2
+    lateral_acceleration: float  # m/s^2
+    longitudinal_jerk: float  # m/s^3, d(longitudinal acceleration)/dt
+    collision: bool  # a collision happened this step
+    lane_invasion: bool  # a lane marking was crossed this step
+    off_road: bool  # |lateral deviation| > env.max_lateral_deviation
+    progress: float  # m of route distance gained this step (negative when going back)
+    distance_to_goal: float  # m along the route
+    route_completed: bool
+    obstacle_distance: float  # m to the nearest obstacle ahead; inf when none
+    time_to_collision: float  # s at the current closing speed; inf when not closing
+    dt: float  # simulated seconds this step took
+    distance_travelled: float  # m driven this step (speed * dt)
+
+    def as_info(self) -> dict[str, float | bool]:
+        return asdict(self)

@@ -1,0 +1,107 @@
+"""Route geometry shared by every driving env: projection, signed lateral deviation, heading error and
+the waypoints ahead in the vehicle frame.
+
+The route is one densified polyline with one arc-length array, so every lookup uses one index into one
+array (the reference mixed a sparse and a dense array and its waypoint features became zeros).
+
+World frames are left-handed as in CARLA and highway-env: y points to the right of x, yaw grows from x
+towards y. A vehicle's forward unit vector is (cos yaw, sin yaw) and its right one (-sin yaw, cos yaw).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from av_td3.envs.contract import N_WAYPOINTS, WAYPOINT_SPACING
+
+
+def wrap_angle(a: float) -> float:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+@dataclass(frozen=True)
+class Projection:
+    s: float  # arc length of the closest route point, m from the start
+    lateral: float  # signed distance, + right of the route
+    route_yaw: float  # route direction at s, rad
+    index: int  # segment index in the dense polyline
+
+
+class Route:
+    """A polyline route densified to ``spacing`` metres, with target speeds per point."""
+
+    def __init__(self, xy: np.ndarray, target_speed: np.ndarray | None = None, spacing: float = 0.5):
+        xy = np.asarray(xy, dtype=np.float64)
+        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 2:
+            raise ValueError(f"a route needs at least 2 (x, y) points, got shape {xy.shape}")
+        seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+        keep = np.concatenate([[True], seg > 1e-9])  # drop repeated points
+        xy = xy[keep]
+        speeds = None if target_speed is None else np.asarray(target_speed, dtype=np.float64)[keep]
+        s_sparse = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(xy, axis=0), axis=1))])
+        n = max(int(math.ceil(s_sparse[-1] / spacing)), 1) + 1
+        self.s = np.linspace(0.0, s_sparse[-1], n)
+        self.xy = np.stack([np.interp(self.s, s_sparse, xy[:, 0]), np.interp(self.s, s_sparse, xy[:, 1])], 1)
+        self.target_speed = None if speeds is None else np.interp(self.s, s_sparse, speeds)
+        d = np.diff(self.xy, axis=0)
+        self.seg_len = np.linalg.norm(d, axis=1)
+        self.seg_dir = d / self.seg_len[:, None]
+        self.seg_yaw = np.arctan2(d[:, 1], d[:, 0])
+
+    @property
+    def length(self) -> float:
+        return float(self.s[-1])
+
+    @property
+    def start(self) -> np.ndarray:
+        return self.xy[0]
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self.xy[-1]
+
+    def start_yaw(self) -> float:
+        return float(self.seg_yaw[0])
+
+    def project(self, position: np.ndarray) -> Projection:
+        """The closest point of the route to ``position`` (x, y)."""
+        p = np.asarray(position, dtype=np.float64)[:2]
+        rel = p - self.xy[:-1]
+        t = np.clip(np.einsum("ij,ij->i", rel, self.seg_dir), 0.0, self.seg_len)
+        closest = self.xy[:-1] + self.seg_dir * t[:, None]
+        i = int(np.argmin(np.sum((p - closest) ** 2, axis=1)))
+        yaw = float(self.seg_yaw[i])
+        off = p - closest[i]
+        lateral = -off[0] * math.sin(yaw) + off[1] * math.cos(yaw)
+        return Projection(s=float(self.s[i] + t[i]), lateral=float(lateral), route_yaw=yaw, index=i)
+
+    def point_at(self, s: np.ndarray | float) -> np.ndarray:
+        """(x, y) at arc length(s), clamped to the route's ends."""
+        s = np.clip(s, 0.0, self.length)
+        return np.stack([np.interp(s, self.s, self.xy[:, 0]), np.interp(s, self.s, self.xy[:, 1])], -1)
+
+    def yaw_at(self, s: float) -> float:
+        i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_yaw) - 1))
+        return float(self.seg_yaw[i])
+
+    def speed_at(self, s: float) -> float | None:
+        if self.target_speed is None:
+            return None
+        return float(np.interp(s, self.s, self.target_speed))
+
+    def waypoints_ahead(self, position: np.ndarray, yaw: float, s: float,
+                        n: int = N_WAYPOINTS, spacing: float = WAYPOINT_SPACING) -> np.ndarray:
+        """The ``n`` route points at s + spacing, s + 2 spacing, ... as (x forward, y right) in the
+        vehicle frame. Past the goal they repeat the goal."""
+        pts = self.point_at(s + spacing * np.arange(1, n + 1))
+        return to_vehicle_frame(pts, position, yaw)
+
+
+def to_vehicle_frame(points: np.ndarray, position: np.ndarray, yaw: float) -> np.ndarray:
+    """World (x, y) points -> (x forward, y right) relative to a vehicle at ``position`` facing ``yaw``."""
+    d = np.asarray(points, dtype=np.float64) - np.asarray(position, dtype=np.float64)[:2]
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.stack([d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c], axis=1)

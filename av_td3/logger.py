@@ -1,0 +1,107 @@
+"""One logger for a run: TensorBoard scalars, CSV rows and console lines from one call.
+
+``UpdateLog`` holds the device tensors the agent's updates return and fetches them with one host sync
+per logging interval; it writes actor tags at the step of the last actor update in the interval (so they
+only ever exist on actor-update steps) and alert tags only when an alert fired.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from av_td3 import tags
+
+log = logging.getLogger("av_td3")
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        self.run_dir = run_dir
+        # purge_step: on resume, TensorBoard (and our event reader) drop the earlier files' events at
+        # steps >= the checkpoint's, so curves continue without duplicated steps.
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.tb.add_scalar(tag, value, step)
+
+    def row(self, table: str, values: dict[str, float | int | str], console: bool = True) -> None:
+        """Append a row to ``<table>.csv`` (header from the first row) and print it."""
+        path = self.run_dir / f"{table}.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(values))
+            if new:
+                writer.writeheader()
+            writer.writerow(values)
+        if console:
+            log.info("%s | %s", table, "  ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
+
+    def flush(self) -> None:
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# Agent metric key -> tag. Keys "<net>_<stat>" come from GuardedStep / GradientClipper.
+def _grad_tag(net: str, stat: str) -> str | None:
+    if stat in ("before", "after"):
+        return tags.grad_norm(net, stat.upper())
+    if stat.startswith(("before_", "after_")):
+        when, part = stat.split("_", 1)
+        return tags.grad_norm(net, when.upper(), part)
+    return {"clip_ratio": tags.clip_ratio(net), "clipped": tags.clipped(net)}.get(stat)
+
+
+CRITIC_TAGS = {"critic_loss": tags.CRITIC_LOSS, "q1": tags.Q1, "q2": tags.Q2}
+CRITIC_TAGS |= {f"critic_{s}": t for s in ("before", "after", "before_cnn", "after_cnn", "before_mlp",
+                                            "after_mlp", "clip_ratio", "clipped")
+                if (t := _grad_tag("critic", s))}
+ACTOR_TAGS = {"actor_loss": tags.ACTOR_LOSS}
+ACTOR_TAGS |= {f"actor_{s}": t for s in ("before", "after", "before_cnn", "after_cnn", "before_mlp",
+                                         "after_mlp", "clip_ratio", "clipped")
+               if (t := _grad_tag("actor", s))}
+
+
+class UpdateLog:
+    """The latest critic and actor metrics of a logging interval, still on the device."""
+
+    def __init__(self):
+        self.critic: dict[str, torch.Tensor] = {}
+        self.critic_step = -1
+        self.actor: dict[str, torch.Tensor] = {}
+        self.actor_step = -1
+
+    def record(self, metrics: dict[str, torch.Tensor], step: int) -> None:
+        self.critic, self.critic_step = metrics, step
+        if "actor_loss" in metrics:
+            self.actor, self.actor_step = metrics, step
+
+    def fetch(self, health: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict, dict]:
+        """One host sync for everything: (critic values, actor values or {}, health values per net)."""
+        named: list[tuple[str, torch.Tensor]] = [(k, self.critic[k]) for k in CRITIC_TAGS if k in self.critic]
+        named += [(k, self.actor[k]) for k in ACTOR_TAGS if k in self.actor]
+        named += [(f"{net}/{k}", v) for net, h in health.items() for k, v in h.items()]
+        if not named:
+            return {}, {}, {}
+        values = torch.stack([v.detach().float().reshape(()) for _, v in named]).cpu().tolist()
+        fetched = dict(zip((k for k, _ in named), values))
+        critic = {CRITIC_TAGS[k]: fetched[k] for k in CRITIC_TAGS if k in fetched}
+        actor = {ACTOR_TAGS[k]: fetched[k] for k in ACTOR_TAGS if k in self.actor}
+        out_health: dict[str, dict[str, float]] = {net: {} for net in health}
+        for key, value in fetched.items():
+            if "/" in key:
+                net, k = key.split("/", 1)
+                out_health[net][k] = value
+        self.actor = {}
+        return critic, actor, out_health

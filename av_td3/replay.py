@@ -1,0 +1,127 @@
+"""Replay memory that stores each camera frame once, as uint8, and rebuilds frame stacks at sampling.
+
+Slot ``i`` holds one observation (its newest frame, its vector) and, if it is a transition's start, that
+transition's action, reward and termination flag; the next observation is slot ``i + 1``. An episode's
+last next-observation gets a slot of its own that starts no transition. Per 4x84x84 + 53-float
+transition that is ~7.1 KB, against ~56 KB for float pairs of stacked frames (SB3) and ~226 KB for the
+reference's float32 pairs.
+
+A stack is rebuilt from the slots before its newest frame, zero-padded before the episode's first frame
+(the env's stacks start as zeros too), so a sampled stack equals the stack the env returned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from av_td3.envs.contract import IMAGE, VECTOR
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, image_shape: tuple[int, ...] | None, vector_size: int,
+                 action_dim: int, device: torch.device | str = "cpu", seed: int = 0):
+        if image_shape is not None and capacity < 2 * image_shape[0] + 2:
+            raise ValueError(f"replay capacity {capacity} is too small for {image_shape[0]}-frame stacks")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.stack = image_shape[0] if image_shape is not None else 0
+        # Storage lives on `device` (the GPU where there is one), so sampling copies nothing to it.
+        kw = {"device": self.device}
+        self.frames = (torch.zeros((capacity, *image_shape[1:]), dtype=torch.uint8, **kw)
+                       if image_shape is not None else None)
+        self.frame_pos = torch.zeros(capacity, dtype=torch.int32, **kw)  # index of the frame in its episode
+        self.vector = torch.zeros((capacity, vector_size), dtype=torch.float32, **kw)
+        self.action = torch.zeros((capacity, action_dim), dtype=torch.float32, **kw)
+        self.reward = torch.zeros(capacity, dtype=torch.float32, **kw)
+        self.terminated = torch.zeros(capacity, dtype=torch.bool, **kw)
+        self.starts = torch.zeros(capacity, dtype=torch.bool, **kw)  # slot starts a transition
+        self.cursor = 0  # the slot the next observation goes to
+        self.size = 0  # filled slots
+        self.episode_open = False  # cursor - 1 holds the current episode's latest observation
+        self.rng = torch.Generator(device=self.device).manual_seed(seed)
+
+    def bytes_per_transition(self) -> float:
+        tensors = [self.frame_pos, self.vector, self.action, self.reward, self.terminated, self.starts]
+        if self.frames is not None:
+            tensors.append(self.frames)
+        return sum(t.element_size() * t.nelement() for t in tensors) / self.capacity
+
+    def __len__(self) -> int:
+        return int(self.starts.sum())
+
+    def _write_obs(self, obs: dict[str, np.ndarray], pos: int) -> int:
+        i = self.cursor
+        if self.frames is not None:
+            self.frames[i] = torch.as_tensor(obs[IMAGE][-1])
+        self.vector[i] = torch.as_tensor(obs[VECTOR])
+        self.frame_pos[i] = pos
+        self.starts[i] = False
+        self.cursor = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+        # The slot we overwrite ended the transition that started one slot earlier.
+        self.starts[(i - 1) % self.capacity] = False
+        return i
+
+    def add(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float,
+            next_obs: dict[str, np.ndarray], terminated: bool, truncated: bool) -> None:
+        """Store one transition. ``obs`` must be the previous call's ``next_obs`` unless that call ended
+        an episode (terminated or truncated)."""
+        if not self.episode_open:
+            self._write_obs(obs, 0)
+        i = (self.cursor - 1) % self.capacity
+        self.action[i] = torch.as_tensor(action)
+        self.reward[i] = float(reward)
+        self.terminated[i] = bool(terminated)
+        self._write_obs(next_obs, int(self.frame_pos[i]) + 1)
+        self.starts[i] = True
+        self.episode_open = not (terminated or truncated)
+
+    def sample(self, batch_size: int) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """(obs, action, reward, next_obs, not_terminated) as tensors on the buffer's device."""
+        idx = self._sample_starts(batch_size)
+        nxt = (idx + 1) % self.capacity
+        obs, next_obs = {VECTOR: self.vector[idx]}, {VECTOR: self.vector[nxt]}
+        if self.frames is not None:
+            # One gather of stack+1 frames serves both stacks: obs = frames[:-1], next_obs = frames[1:].
+            # A frame k slots back belongs to the episode iff k <= frame_pos of the obs slot.
+            back = torch.arange(self.stack - 1, -2, -1, device=self.device)  # stack-1 ... 0, -1
+            slots = (idx[:, None] - back[None, :]) % self.capacity
+            frames = self.frames[slots]
+            in_episode = back[None, :] <= self.frame_pos[idx][:, None]
+            frames = frames * in_episode[:, :, None, None]
+            obs[IMAGE], next_obs[IMAGE] = frames[:, :-1], frames[:, 1:]
+        not_terminated = (~self.terminated[idx]).float()
+        return obs, self.action[idx], self.reward[idx], next_obs, not_terminated
+
+    def _sample_starts(self, n: int) -> torch.Tensor:
+        """Uniform over slots that start a transition whose stacks are intact. Slots within ``stack``
+        after the cursor may reach back into overwritten frames, so they are redrawn."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        out = torch.empty(0, dtype=torch.long, device=self.device)
+        while len(out) < n:
+            cand = torch.randint(0, self.size, (2 * n,), generator=self.rng, device=self.device)
+            ok = self.starts[cand]
+            if self.size == self.capacity and self.stack:
+                ok &= (cand - self.cursor) % self.capacity >= self.stack
+            out = torch.cat([out, cand[ok]])
+        return out[:n]
+
+    # --- checkpointing: the buffer is part of a run's resumable state --------------------------------------
+    def state_dict(self) -> dict:
+        state = {k: getattr(self, k) for k in ("frame_pos", "vector", "action", "reward", "terminated",
+                                               "starts")}
+        if self.frames is not None:
+            state["frames"] = self.frames
+        state.update(cursor=self.cursor, size=self.size, episode_open=self.episode_open,
+                     rng=self.rng.get_state())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in ("frame_pos", "vector", "action", "reward", "terminated", "starts", "frames"):
+            if k in state:
+                getattr(self, k).copy_(state[k])
+        self.cursor, self.size = int(state["cursor"]), int(state["size"])
+        self.episode_open = bool(state["episode_open"])
+        self.rng.set_state(state["rng"])

@@ -1,0 +1,75 @@
+"""Every TensorBoard tag av-td3 writes, in one place.
+
+The trainer writes these names and the analysis tools (validate, compare) read them, so a renamed tag
+cannot silently break a check. The reference system's names are kept verbatim so its tooling still
+reads our runs; the BEFORE-per-part, clip-coefficient and ``*_clipped`` tags are ours.
+"""
+
+NETWORKS = ("actor", "critic")
+PARTS = ("cnn", "mlp")
+
+# --- training -------------------------------------------------------------------------------------
+ACTOR_LOSS = "train/actor_loss"
+CRITIC_LOSS = "train/critic_loss"
+Q1 = "train/q1_value"
+Q2 = "train/q2_value"
+EPISODE_REWARD = "train/episode_reward"
+EPISODE_LENGTH = "train/episode_length"
+STEPS_PER_SECOND = "train/steps_per_second"
+EXPLORATION_NOISE = "train/exploration_noise"
+
+
+def reward_component(name: str) -> str:
+    return f"rewards/{name}_component"
+
+
+# --- gradient diagnostics ---------------------------------------------------------------------------
+def grad_norm(net: str, when: str, part: str | None = None) -> str:
+    """``debug/actor_grad_norm_BEFORE_clip``, ``debug/critic_cnn_grad_norm_AFTER_clip``, ..."""
+    assert net in NETWORKS and when in ("BEFORE", "AFTER") and part in (None, *PARTS)
+    middle = f"{net}_{part}" if part else net
+    return f"debug/{middle}_grad_norm_{when}_clip"
+
+
+def clip_ratio(net: str) -> str:
+    """AFTER / BEFORE of the whole network: min(1, max_norm / BEFORE) under norm clipping."""
+    return f"debug/{net}_grad_clip_ratio"
+
+
+def clipped(net: str) -> str:
+    """1.0 on a logged update whose gradients clipping changed, 0.0 otherwise."""
+    return f"debug/{net}_clipped"
+
+
+def nonfinite_skips(net: str) -> str:
+    """Cumulative number of updates of ``net`` skipped for a non-finite loss or gradient."""
+    return f"debug/{net}_nonfinite_skips"
+
+
+# --- alerts: written only when they fire, the value is the offending norm -----------------------------
+# (network, part) -> the reference's tag stem; the level ("warning"/"critical") is appended.
+ALERT_STEMS = {
+    ("actor", "cnn"): "alerts/gradient_explosion",
+    ("critic", "cnn"): "alerts/critic_gradient_explosion",
+}
+ALERT_LEVELS = ("warning", "critical")
+NONFINITE_ALERT = "alerts/nonfinite_gradient"
+
+
+def alert(net: str, part: str, level: str) -> str:
+    return f"{ALERT_STEMS[(net, part)]}_{level}"
+
+
+# --- evaluation -------------------------------------------------------------------------------------
+EVAL_MEAN_REWARD = "eval/mean_reward"
+EVAL_SUCCESS_RATE = "eval/success_rate"
+EVAL_AVG_COLLISIONS = "eval/avg_collisions"
+EVAL_AVG_LANE_INVASIONS = "eval/avg_lane_invasions"
+EVAL_AVG_EPISODE_LENGTH = "eval/avg_episode_length"
+
+
+def all_grad_tags(net: str) -> list[str]:
+    """Every per-update gradient tag of one network (the validator's 'expected' list)."""
+    tags = [grad_norm(net, w) for w in ("BEFORE", "AFTER")]
+    tags += [grad_norm(net, w, p) for w in ("BEFORE", "AFTER") for p in PARTS]
+    return tags + [clip_ratio(net), clipped(net)]

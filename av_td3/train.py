@@ -1,0 +1,101 @@
+"""The Hydra entrypoint: compose -> validate -> Trainer(...).run() -> final evaluation return.
+
+    av-td3-train                                    # td3, no clipping, embedded simulator, light traffic
+    av-td3-train +experiment=smoke clipping=reference
+    av-td3-train -m +experiment=smoke clipping=none,reference seed=0,1 hydra/launcher=joblib
+
+Returns the final evaluation's mean return, so a Hydra sweeper (Optuna) can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from av_td3 import config_dir
+from av_td3.config import ConfigError, register_configs, validate
+
+log = logging.getLogger("av_td3")
+
+register_configs()
+
+
+def job_dirname(override_dirname: str, seed: object) -> str:
+    """A sweep job's directory from its overrides with the seed last: ``clipping=reference,seed=1``."""
+    return f"{override_dirname},seed={seed}" if override_dirname else f"seed={seed}"
+
+
+if not OmegaConf.has_resolver("av_td3_job_dir"):
+    OmegaConf.register_new_resolver("av_td3_job_dir", job_dirname)
+
+
+def threads_per_job(requested: int) -> int:
+    """torch threads for this run: as asked, or this process's cores shared among parallel jobs."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    parallel = 1
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        n_jobs = OmegaConf.select(hc.launcher, "n_jobs", default=None)
+        if n_jobs is not None:
+            parallel = cores if n_jobs < 0 else n_jobs
+    return max(1, cores // parallel)
+
+
+@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
+def train(raw_cfg: DictConfig) -> float:
+    from av_td3.trainer import DONE, RESULTS, Trainer  # heavy imports after Hydra has parsed the CLI
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    if (run_dir / DONE).exists():  # a relaunched sweep skips what already finished
+        log.info("%s is finished (DONE marker); skipping", run_dir)
+        return _final_return(run_dir / RESULTS)
+    try:
+        cfg = validate(raw_cfg)
+        torch.set_num_threads(threads_per_job(cfg.torch_threads))
+        job_num = hc.job.num if multirun else 0
+        return Trainer(raw_cfg, cfg, run_dir, job_num=job_num).run()
+    except ConfigError as e:
+        return _fail(run_dir, f"invalid config: {e}", multirun, exc=e, code=2)
+    except Exception as e:  # noqa: BLE001 - recorded in the run dir, then re-raised or reported
+        return _fail(run_dir, f"{type(e).__name__}: {e}", multirun, exc=e, code=1)
+
+
+def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code: int) -> float:
+    """Keep the error with the run (error.txt), then: in a sweep re-raise, so this job is marked failed
+    and the others go on; in a single run print the message without a traceback and exit."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text(
+        message + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    log.error("%s", message)
+    if multirun:
+        raise exc
+    print(f"av-td3-train: {message}\n(traceback in {run_dir / 'error.txt'})", file=sys.stderr)
+    sys.exit(code)
+
+
+def _final_return(results_path: Path) -> float:
+    import json
+
+    final = json.loads(results_path.read_text()).get("final_eval") or {}
+    return float(final.get("mean_reward", float("nan")))
+
+
+def main() -> None:
+    train()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The one shared loop: act, store, update, evaluate, checkpoint, log.
+
+Random actions until ``learning_starts``, then the agent's policy with Gaussian exploration noise;
+``updates_per_step`` updates per env step; deterministic evaluation on a separate env instance every
+``eval_every`` steps (no buffer writes); a checkpoint of the whole run state every ``checkpoint_every``
+steps, taken at the next episode boundary so a resumed run replays exactly what an uninterrupted one
+would have done (SIGTERM/SIGINT checkpoint at once instead). Every episode is reset with a seed derived
+from (run seed, episode index), which is what makes that replay exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from av_td3 import checkpoint, tags
+from av_td3.agents.spec import AgentSpec
+from av_td3.config import Config
+from av_td3.envs.factory import make_env
+from av_td3.evaluation import evaluate
+from av_td3.logger import RunLogger, UpdateLog
+from av_td3.replay import ReplayBuffer
+
+log = logging.getLogger("av_td3")
+
+RESULTS = "results.json"
+DONE = "DONE"
+EVAL_SEED_OFFSET = 1_000_003  # eval episodes use their own seed stream, the same at every evaluation
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive updates had a non-finite loss or gradient."""
+
+
+class Trainer:
+    def __init__(self, raw_cfg: DictConfig, cfg: Config, run_dir: Path, job_num: int = 0):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.env = make_env(cfg, "train", job_num)
+        self.eval_env = make_env(cfg, "eval", job_num)
+        self.env.action_space.seed(cfg.seed)
+        spec = AgentSpec.from_spaces(self.env.observation_space, self.env.action_space, self.device,
+                                     cfg.clipping)
+        self.agent = instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)
+        self.learns = hasattr(self.agent, "update")
+        self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
+                                    spec.action_dim, self.device, seed=cfg.seed) if self.learns else None)
+        self.step = 0
+        self.episode = 0
+        self.evals: list[dict] = []  # one row per evaluation phase
+        self.wall_time = 0.0  # seconds spent in earlier sessions of this run (resume)
+        self.stop_signal: int | None = None
+        self.reconnects = 0  # env episodes lost to simulator failures (CARLA) and rebuilt
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def run(self) -> float:
+        """Train to ``trainer.total_steps`` (resuming if the run dir holds a checkpoint); return the
+        final evaluation's mean return."""
+        t = self.cfg.trainer
+        resumed = self._maybe_resume()
+        self.logger = RunLogger(self.run_dir, purge_step=self.step if resumed else None)
+        updates = UpdateLog()
+        self._install_signal_handlers()
+        start, start_step = time.monotonic(), self.step
+        checkpoint_due = False
+        bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="step",
+                   dynamic_ncols=True, mininterval=1.0)
+        try:
+            obs, _ = self.env.reset(seed=self._episode_seed())
+            ep = EpisodeTally()
+            while self.step < t.total_steps and self.learns:
+                if self.step < t.learning_starts:
+                    action = self.env.action_space.sample()
+                else:
+                    action = self.agent.act(obs, explore=True)
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
+                self.replay.add(obs, action, reward, next_obs, terminated, truncated)
+                ep.add(reward, info)
+                self.step += 1
+                bar.update(1)
+
+                if self.step >= t.learning_starts:
+                    for _ in range(t.updates_per_step):
+                        updates.record(self.agent.update(*self.replay.sample(self.agent.batch_size)),
+                                       self.step)
+                    if self.agent.num_updates % t.log_every_updates == 0:
+                        self._log_updates(updates)
+
+                if terminated or truncated:
+                    self._log_episode(ep)
+                    self.episode += 1
+                    if checkpoint_due:
+                        self._checkpoint()
+                        checkpoint_due = False
+                    obs, _ = self.env.reset(seed=self._episode_seed())
+                    ep = EpisodeTally()
+                else:
+                    obs = next_obs
+
+                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.total_steps:
+                    self._evaluate()
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    checkpoint_due = True
+                if self.stop_signal is not None:
+                    return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
+                bar.set_postfix_str(f"ep={self.episode}", refresh=False)
+            bar.close()
+            if updates.critic:
+                self._log_updates(updates)
+            final = self._evaluate()
+            self.wall_time += time.monotonic() - start
+            self._checkpoint()
+            self._write_results("finished", final)
+            (self.run_dir / DONE).touch()  # last: a run with DONE is complete
+            sps = (self.step - start_step) / max(time.monotonic() - start, 1e-9)
+            log.info("done: %d steps (%.1f steps/s this session), final eval return %.3f",
+                     self.step, sps, final["mean_reward"])
+            return float(final["mean_reward"])
+        finally:
+            bar.close()
+            self.env.close()
+            self.eval_env.close()
+            if hasattr(self, "logger"):
+                self.logger.close()
+
+    # --- logging ----------------------------------------------------------------------------------------
+    def _log_updates(self, updates: UpdateLog) -> None:
+        guarded = self.agent.guarded_steps()
+        critic, actor, health = updates.fetch({n: g.health() for n, g in guarded.items()})
+        self.logger.scalars(critic, updates.critic_step)
+        if actor:
+            self.logger.scalars(actor, updates.actor_step)
+        alerts: dict[str, float] = {}  # written only when they fire; the value is the offending norm
+        for net, h in health.items():
+            for level in ("warning", "critical"):
+                if h.get(f"alert_{level}_peak", 0.0) > 0.0:
+                    alerts[tags.alert(net, "cnn", level)] = h[f"alert_{level}_peak"]
+            if h["nonfinite_max_run"] > 0:  # value: the longest run of skipped updates
+                alerts[tags.NONFINITE_ALERT] = max(alerts.get(tags.NONFINITE_ALERT, 0.0),
+                                                   h["nonfinite_max_run"])
+                alerts[tags.nonfinite_skips(net)] = h["nonfinite_total"]
+            guarded[net].reset_interval()
+        self.logger.scalars(alerts, self.step)
+        limit = self.cfg.trainer.max_consecutive_nonfinite
+        for net, h in health.items():
+            if h["nonfinite_max_run"] >= limit:
+                self._checkpoint()
+                self._write_results("failed", None, error=f"{net}: non-finite loss or gradient")
+                raise NonFiniteError(
+                    f"{int(h['nonfinite_max_run'])} consecutive {net} updates had a non-finite loss or "
+                    f"gradient (limit trainer.max_consecutive_nonfinite={limit}); stopped at step "
+                    f"{self.step}, checkpoint in {self.run_dir / checkpoint.CHECKPOINT}")
+
+    def _log_episode(self, ep: "EpisodeTally") -> None:
+        values = {tags.EPISODE_REWARD: ep.total, tags.EPISODE_LENGTH: float(ep.length)}
+        values |= {tags.reward_component(k): v for k, v in ep.components.items()}
+        self.logger.scalars(values, self.step)
+        self.logger.row("train", {"step": self.step, "episode": self.episode, "return": ep.total,
+                                  "length": ep.length, "success": int(ep.success)},
+                        console=not self.cfg.trainer.progress_bar)
+
+    def _evaluate(self) -> dict:
+        t = self.cfg.trainer
+        seeds = [self.cfg.seed * 7919 + EVAL_SEED_OFFSET + i for i in range(t.eval_episodes)]
+        summary = evaluate(self.agent, self.eval_env, seeds)
+        self.logger.scalars({f"eval/{k}": v for k, v in summary.items()}, self.step)
+        self.logger.row("eval", {"step": self.step, **summary})
+        self.logger.flush()
+        self.evals.append({"step": self.step, **summary})
+        return summary
+
+    # --- state ------------------------------------------------------------------------------------------
+    def _episode_seed(self) -> int:
+        return int(np.random.SeedSequence([self.cfg.seed, self.episode]).generate_state(1)[0])
+
+    def _state(self) -> dict:
+        state = {"step": self.step, "episode": self.episode, "evals": self.evals,
+                 "wall_time": self.wall_time, "reconnects": self.reconnects,
+                 "rng": checkpoint.rng_state({"action_space": self.env.action_space.np_random})}
+        if self.learns:
+            state["agent"] = self.agent.state_dict()
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def _checkpoint(self) -> None:
+        checkpoint.save(self._state(), self.run_dir / checkpoint.CHECKPOINT)
+        log.debug("checkpoint at step %d", self.step)
+
+    def _maybe_resume(self) -> bool:
+        path = self.run_dir / checkpoint.CHECKPOINT
+        if not path.exists():
+            return False
+        state = checkpoint.load(path)
+        self.step, self.episode = int(state["step"]), int(state["episode"])
+        self.evals, self.wall_time = list(state["evals"]), float(state["wall_time"])
+        self.reconnects = int(state["reconnects"])
+        if self.learns:
+            self.agent.load_state_dict(state["agent"])
+            self.replay.load_state_dict(state["replay"])
+            self.replay.episode_open = False  # the env starts a new episode
+        checkpoint.set_rng_state(state["rng"], {"action_space": self.env.action_space.np_random})
+        log.info("resumed from %s at step %d (episode %d)", path, self.step, self.episode)
+        return True
+
+    def _write_results(self, status: str, final: dict | None, error: str | None = None) -> None:
+        health = {}
+        if self.learns:
+            for net, g in self.agent.guarded_steps().items():
+                health[net] = {k: float(v) for k, v in g.health().items()}
+        alerts = {tags.alert(net, "cnn", lvl): int(h.get(f"alert_{lvl}_count", 0))
+                  for net, h in health.items() for lvl in ("warning", "critical")}
+        results = {
+            "status": status, "step": self.step, "total_steps": self.cfg.trainer.total_steps,
+            "episodes": self.episode, "seed": self.cfg.seed,
+            "final_eval": final, "best_eval": max(self.evals, key=lambda e: e["mean_reward"], default=None),
+            "evals": self.evals,
+            "alerts": {k: v for k, v in alerts.items() if v},
+            "nonfinite_skips": {net: int(h["nonfinite_total"]) for net, h in health.items()},
+            "updates": getattr(self.agent, "num_updates", 0),
+            "reconnects": self.reconnects, "wall_time_s": self.wall_time, "error": error,
+        }
+        tmp = self.run_dir / f".{RESULTS}.tmp"
+        tmp.write_text(json.dumps(results, indent=2, default=_json_default))
+        tmp.replace(self.run_dir / RESULTS)
+
+    def _stop(self, reason: str) -> float:
+        self._checkpoint()
+        self._write_results("stopped", None, error=reason)
+        log.warning("stopped by %s at step %d; checkpoint saved, relaunch to resume", reason, self.step)
+        return math.nan
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            self.stop_signal = signum  # acted on at the next step boundary: checkpoint, then exit
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread (some launchers): leave the default handlers
+                pass
+
+
+class EpisodeTally:
+    """Return, length and reward components of one training episode."""
+
+    def __init__(self):
+        self.total, self.length, self.success = 0.0, 0, False
+        self.components: dict[str, float] = {}
+
+    def add(self, reward: float, info: dict) -> None:
+        self.total += float(reward)
+        self.length += 1
+        self.success = self.success or bool(info.get("is_success", False))
+        for k, v in info.get("reward_components", {}).items():
+            self.components[k] = self.components.get(k, 0.0) + float(v)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but torch sees no CUDA device; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if hasattr(o, "__dataclass_fields__"):
+        return asdict(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")

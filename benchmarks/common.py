@@ -1,0 +1,63 @@
+"""Shared by the benchmarks: SPEC-shaped agents and batches, and a robust timer."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from av_td3.agents.spec import AgentSpec
+from av_td3.agents.td3 import TD3Agent
+from av_td3.config import ClippingConfig, NetClipConfig, TD3Config
+
+
+def reference_clipping() -> ClippingConfig:
+    return ClippingConfig(actor=NetClipConfig(mode="norm", max_norm=1.0, alert_cnn_warning=1.5,
+                                              alert_cnn_critical=2.0),
+                          critic=NetClipConfig(mode="norm", max_norm=10.0, alert_cnn_warning=15.0,
+                                               alert_cnn_critical=20.0))
+
+
+def make_agent(image: int, frames: int, batch: int, device: str, clipping: ClippingConfig,
+               **overrides) -> TD3Agent:
+    cfg = TD3Config(batch_size=batch, **overrides)
+    hp = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k != "_target_"}
+    spec = AgentSpec(image_shape=(frames, image, image), vector_size=53, action_dim=2,
+                     device=torch.device(device), clipping=clipping)
+    return TD3Agent(spec, **hp)
+
+
+def random_batch(batch: int, frames: int, image: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+
+    def obs():
+        return {"image": torch.randint(0, 256, (batch, frames, image, image), generator=g,
+                                       dtype=torch.uint8).to(device),
+                "vector": torch.randn(batch, 53, generator=g).to(device)}
+
+    return (obs(), (torch.rand(batch, 2, generator=g) * 2 - 1).to(device),
+            torch.randn(batch, generator=g).to(device), obs(), torch.ones(batch).to(device))
+
+
+def rate(fn: Callable[[], None], n: int, device: str) -> float:
+    """Calls per second of ``fn`` over ``n`` calls (after the caller's warm-up)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync()
+    return n / (time.perf_counter() - t0)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> str:
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+            f"{gpu}, torch {torch.__version__}")

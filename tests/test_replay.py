@@ -1,0 +1,79 @@
+"""The frame-once replay buffer returns exactly the stacks the env produced."""
+
+import numpy as np
+import pytest
+import torch
+
+from av_td3.envs.contract import FrameStack
+from av_td3.replay import ReplayBuffer
+
+
+def episodes(n_transitions: int, stack: int, hw: int, seed: int):
+    """Yield (obs, action, reward, next_obs, terminated, truncated) like a real env with FrameStack:
+    random episode lengths, some terminated, some truncated; the action holds the transition id."""
+    rng = np.random.default_rng(seed)
+    fs = FrameStack(stack, hw, hw)
+    tid = 0
+    while tid < n_transitions:
+        length = int(rng.integers(1, 12))
+        fs.reset()
+        obs = {"image": fs.push(rng.integers(0, 256, (hw, hw), dtype=np.uint8)),
+               "vector": rng.normal(size=3).astype(np.float32)}
+        for t in range(length):
+            nxt = {"image": fs.push(rng.integers(0, 256, (hw, hw), dtype=np.uint8)),
+                   "vector": rng.normal(size=3).astype(np.float32)}
+            last = t == length - 1
+            terminated = last and bool(rng.integers(0, 2))
+            yield obs, np.array([tid, 0.5], np.float32), float(rng.normal()), nxt, terminated, last and not terminated
+            tid += 1
+            obs = nxt
+
+
+@pytest.mark.parametrize("capacity", [40, 1000])  # 40 wraps around many times
+def test_sampled_transitions_equal_what_was_stored(capacity):
+    buf = ReplayBuffer(capacity, (4, 6, 6), 3, 2, seed=0)
+    truth = {}
+    for obs, action, reward, nxt, term, trunc in episodes(300, 4, 6, seed=1):
+        buf.add(obs, action, reward, nxt, term, trunc)
+        truth[int(action[0])] = (obs, reward, nxt, term)
+    for _ in range(5):
+        o, a, r, n, not_term = buf.sample(64)
+        for k in range(64):
+            obs, reward, nxt, term = truth[int(a[k, 0])]
+            np.testing.assert_array_equal(o["image"][k].numpy(), obs["image"])
+            np.testing.assert_array_equal(n["image"][k].numpy(), nxt["image"])
+            np.testing.assert_array_equal(o["vector"][k].numpy(), obs["vector"])
+            np.testing.assert_array_equal(n["vector"][k].numpy(), nxt["vector"])
+            assert r[k].item() == pytest.approx(reward)
+            assert not_term[k].item() == (0.0 if term else 1.0)
+    if capacity == 40:  # only recent transitions survive the wrap-around
+        assert min(int(a[k, 0]) for k in range(64)) > 300 - capacity - 12
+
+
+def test_bytes_per_transition_84x84x4():
+    buf = ReplayBuffer(1000, (4, 84, 84), 53, 2)
+    assert buf.bytes_per_transition() < 7.5 * 1024
+    assert buf.bytes_per_transition() >= 84 * 84  # each frame stored once
+
+
+def test_state_dict_round_trip():
+    a = ReplayBuffer(50, (2, 4, 4), 3, 2, seed=3)
+    for tr in episodes(30, 2, 4, seed=2):
+        a.add(*tr)
+    b = ReplayBuffer(50, (2, 4, 4), 3, 2, seed=99)
+    b.load_state_dict(a.state_dict())
+    sa, sb = a.sample(16), b.sample(16)
+    torch.testing.assert_close(sa[1], sb[1])
+    torch.testing.assert_close(sa[0]["image"], sb[0]["image"])
+
+
+def test_vector_only_observations():
+    buf = ReplayBuffer(20, None, 3, 1)
+    rng = np.random.default_rng(0)
+    o = {"vector": rng.normal(size=3).astype(np.float32)}
+    for t in range(30):
+        n = {"vector": rng.normal(size=3).astype(np.float32)}
+        buf.add(o, np.array([t], np.float32), 0.0, n, False, t % 7 == 6)
+        o = n
+    obs, *_ = buf.sample(8)
+    assert "image" not in obs and obs["vector"].shape == (8, 3)
