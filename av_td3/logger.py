@@ -23,8 +23,12 @@ class RunLogger:
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = run_dir
         # purge_step: on resume, TensorBoard (and our event reader) drop the earlier files' events at
-        # steps >= the checkpoint's, so curves continue without duplicated steps.
+        # steps >= purge_step (those after the checkpoint), so curves continue without duplicated
+        # steps. CSV rows likewise.
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+        if purge_step is not None:
+            for path in run_dir.glob("*.csv"):
+                _drop_rows_from(path, purge_step)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -42,11 +46,36 @@ class RunLogger:
         if console:
             log.info("%s | %s", table, "  ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
 
+    def hparams(self, hparams: dict[str, float | int | str | bool], metric_tags: list[str]) -> None:
+        """Register this run with TensorBoard's HParams dashboard: its group choices and key settings,
+        and the scalar tags (already logged) that the dashboard shows as its metrics."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        for summary in hparams_summaries(hparams, {tag: 0.0 for tag in metric_tags}):
+            self.tb.file_writer.add_summary(summary)
+
     def flush(self) -> None:
         self.tb.flush()
 
     def close(self) -> None:
         self.tb.close()
+
+
+def _drop_rows_from(path: Path, step: int) -> None:
+    """Remove the rows a crashed session wrote at or after ``step`` (the resumed run rewrites them)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    kept = [r for r in rows if int(r["step"]) < step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    tmp.replace(path)
 
 
 def _fmt(v: object) -> str:

@@ -66,11 +66,26 @@ def train(raw_cfg: DictConfig) -> float:
         cfg = validate(raw_cfg)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
         job_num = hc.job.num if multirun else 0
-        return Trainer(raw_cfg, cfg, run_dir, job_num=job_num).run()
+        return Trainer(raw_cfg, cfg, run_dir, job_num=job_num, hparams=hparams_of(raw_cfg, hc)).run()
     except ConfigError as e:
         return _fail(run_dir, f"invalid config: {e}", multirun, exc=e, code=2)
     except Exception as e:  # noqa: BLE001 - recorded in the run dir, then re-raised or reported
         return _fail(run_dir, f"{type(e).__name__}: {e}", multirun, exc=e, code=1)
+
+
+def hparams_of(cfg: DictConfig, hc) -> dict[str, float | int | str | bool]:
+    """The HParams dashboard's columns: every group choice, then the settings an ablation varies."""
+    hp: dict[str, float | int | str | bool] = {
+        g: str(c) for g, c in hc.runtime.choices.items() if not g.startswith(("hydra/", "schema/"))}
+    keys = ["seed", "scenario.npc_vehicles", "trainer.total_steps", "agent.batch_size", "agent.actor_lr",
+            "agent.critic_lr", "agent.weight_decay", "agent.encoder"]
+    keys += [f"clipping.{n}.{k}" for n in ("actor", "critic")
+             for k in ("mode", "max_norm", "cnn_max_norm", "mlp_max_norm", "clip_value")]
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            hp[key] = value
+    return hp
 
 
 def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code: int) -> float:

@@ -44,8 +44,10 @@ class NonFiniteError(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, raw_cfg: DictConfig, cfg: Config, run_dir: Path, job_num: int = 0):
+    def __init__(self, raw_cfg: DictConfig, cfg: Config, run_dir: Path, job_num: int = 0,
+                 hparams: dict | None = None):
         self.cfg, self.run_dir = cfg, run_dir
+        self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.env = make_env(cfg, "train", job_num)
@@ -70,11 +72,13 @@ class Trainer:
         final evaluation's mean return."""
         t = self.cfg.trainer
         resumed = self._maybe_resume()
-        self.logger = RunLogger(self.run_dir, purge_step=self.step if resumed else None)
+        # Everything up to and including the checkpoint's step is kept; later events are replaced.
+        self.logger = RunLogger(self.run_dir, purge_step=self.step + 1 if resumed else None)
         updates = UpdateLog()
         self._install_signal_handlers()
         start, start_step = time.monotonic(), self.step
         checkpoint_due = False
+        logged_at = getattr(self.agent, "num_updates", 0)  # the update count at the last log
         bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="step",
                    dynamic_ncols=True, mininterval=1.0)
         try:
@@ -95,9 +99,15 @@ class Trainer:
                     for _ in range(t.updates_per_step):
                         updates.record(self.agent.update(*self.replay.sample(self.agent.batch_size)),
                                        self.step)
-                    if self.agent.num_updates % t.log_every_updates == 0:
+                    if self.agent.num_updates - logged_at >= t.log_every_updates:
                         self._log_updates(updates)
+                        logged_at = self.agent.num_updates
 
+                # Evaluate before a checkpoint can be taken at this step, so the checkpoint holds it.
+                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.total_steps:
+                    self._evaluate()
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    checkpoint_due = True
                 if terminated or truncated:
                     self._log_episode(ep)
                     self.episode += 1
@@ -108,16 +118,11 @@ class Trainer:
                     ep = EpisodeTally()
                 else:
                     obs = next_obs
-
-                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.total_steps:
-                    self._evaluate()
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
-                    checkpoint_due = True
                 if self.stop_signal is not None:
                     return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
                 bar.set_postfix_str(f"ep={self.episode}", refresh=False)
             bar.close()
-            if updates.critic:
+            if self.learns and self.agent.num_updates > logged_at:
                 self._log_updates(updates)
             final = self._evaluate()
             self.wall_time += time.monotonic() - start
@@ -231,6 +236,9 @@ class Trainer:
             "updates": getattr(self.agent, "num_updates", 0),
             "reconnects": self.reconnects, "wall_time_s": self.wall_time, "error": error,
         }
+        if hasattr(self, "logger") and self.hparams:
+            metric_tags = [f"eval/{k}" for k in (final or {})] or [tags.EVAL_MEAN_REWARD]
+            self.logger.hparams(self.hparams, metric_tags)
         tmp = self.run_dir / f".{RESULTS}.tmp"
         tmp.write_text(json.dumps(results, indent=2, default=_json_default))
         tmp.replace(self.run_dir / RESULTS)
@@ -239,17 +247,30 @@ class Trainer:
         self._checkpoint()
         self._write_results("stopped", None, error=reason)
         log.warning("stopped by %s at step %d; checkpoint saved, relaunch to resume", reason, self.step)
+        chained = self._chained_handlers.get(self.stop_signal)
+        if callable(chained):  # e.g. submitit's preemption handler: requeue, now that we checkpointed
+            chained(self.stop_signal, None)
         return math.nan
 
     def _install_signal_handlers(self) -> None:
-        def handler(signum, _frame):
-            self.stop_signal = signum  # acted on at the next step boundary: checkpoint, then exit
+        """SIGTERM / SIGINT, and SIGUSR2 (submitit's preemption and timeout signal) are acted on at the
+        next step boundary: checkpoint, then exit or hand over to the handler that was there before
+        (submitit's, which requeues the job; the requeued job resumes from our checkpoint)."""
+        self._chained_handlers: dict[int, object] = {}
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        def handler(signum, _frame):
+            self.stop_signal = signum
+
+        signals = [signal.SIGTERM, signal.SIGINT]
+        if hasattr(signal, "SIGUSR2") and callable(signal.getsignal(signal.SIGUSR2)):
+            signals.append(signal.SIGUSR2)
+        for sig in signals:
             try:
-                signal.signal(sig, handler)
-            except ValueError:  # not the main thread (some launchers): leave the default handlers
-                pass
+                previous = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (some launchers): leave the handlers alone
+                continue
+            if sig == getattr(signal, "SIGUSR2", None):
+                self._chained_handlers[sig] = previous
 
 
 class EpisodeTally:

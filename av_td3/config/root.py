@@ -65,6 +65,9 @@ class Config:
         check(self.device in DEVICES, "device", f"must be one of {DEVICES}, got {self.device!r}")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.torch_threads >= 0, "torch_threads", f"must be >= 0, got {self.torch_threads}")
+        check(not (isinstance(self.agent, ClassicalConfig) and isinstance(self.env, GymEnvConfig)),
+              "agent", "the classical controller steers on route waypoints: it needs a driving env "
+              "(env=highway or env=carla), not env=gym")
         if isinstance(self.agent, TD3Config):
             check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
                   f"({self.agent.batch_size}) exceeds trainer.replay_capacity "

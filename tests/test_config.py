@@ -1,0 +1,100 @@
+"""Every combination of the four groups composes and validates; bad input names the key."""
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from av_td3.config import ConfigError, validate
+from conftest import options
+
+GROUPS = ("agent", "clipping", "env", "scenario")
+
+
+def test_every_combination_composes_and_validates(compose):
+    combos = list(itertools.product(*(options(g) for g in GROUPS)))
+    assert len(combos) >= 3 * 5 * 2 * 3
+    for combo in combos:
+        overrides = [f"{g}={o}" for g, o in zip(GROUPS, combo)]
+        if "env=gym" in overrides and "agent=classical" in overrides:
+            with pytest.raises(ConfigError, match="driving env"):
+                validate(compose(overrides))
+            continue
+        cfg = validate(compose(overrides))
+        assert cfg.agent is not None and cfg.env is not None, overrides
+
+
+def test_clipping_options_carry_the_reference_limits(compose):
+    ref = validate(compose(["clipping=reference"])).clipping
+    assert (ref.actor.mode, ref.actor.max_norm, ref.critic.max_norm) == ("norm", 1.0, 10.0)
+    loose = validate(compose(["clipping=loose"])).clipping
+    assert (loose.actor.max_norm, loose.critic.max_norm) == (10.0, 100.0)
+    assert validate(compose(["clipping=actor_only"])).clipping.critic.mode == "none"
+    assert validate(compose(["clipping=critic_only"])).clipping.actor.mode == "none"
+    assert validate(compose([])).clipping.actor.mode == "none"  # standard TD3 by default
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiments_compose_at_smoke_scale(compose, experiment):
+    cfg = compose([f"+experiment={experiment}", "size=smoke"], return_hydra_config=True)
+    assert cfg.trainer.total_steps <= 1000
+    params = cfg.hydra.sweeper.get("params") or {}
+    assert experiment == "smoke" or params, f"{experiment} declares no sweep"
+
+
+def test_scenarios_set_npc_counts(compose):
+    counts = {s: validate(compose([f"scenario={s}"])).scenario.npc_vehicles for s in options("scenario")}
+    assert counts == {"light": 20, "medium": 50, "heavy": 100}
+
+
+@pytest.mark.parametrize("override, key", [
+    (["agent.bogus=1"], "bogus"),
+    (["agent.batch_size=abc"], "agent.batch_size"),
+    (["trainer.nope=3"], "nope"),
+])
+def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as e:
+        compose(override)
+    assert key in str(e.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    (["agent.batch_size=-1"], "agent.batch_size"),
+    (["trainer.learning_starts=2000000"], "trainer.learning_starts"),
+    (["agent.gamma=1.5"], "agent.gamma"),
+    (["clipping=reference", "clipping.actor.max_norm=-1"], "clipping.actor.max_norm"),
+    (["clipping.critic.max_norm=5"], "clipping.critic"),  # a limit with mode none would be ignored
+    (["env.frame_stack=0"], "env.frame_stack"),
+    (["scenario.npc_vehicles=-3"], "scenario.npc_vehicles"),
+])
+def test_impossible_values_name_the_key(compose, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose(override))
+
+
+def test_entrypoint_rejects_unknown_key_before_any_work(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", "agent.bogus=1",
+                        f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "bogus" in r.stderr
+    assert not (tmp_path / "run" / "tb").exists()
+
+
+def test_entrypoint_rejects_impossible_value_without_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", "trainer.learning_starts=5",
+                        "trainer.total_steps=5", f"hydra.run.dir={tmp_path}/run"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "trainer.learning_starts" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "tb").exists()
+
+
+def test_cfg_job_prints_the_composed_config():
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", "--cfg", "job", "clipping=reference"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    assert "max_norm: 1.0" in r.stdout and "npc_vehicles: 20" in r.stdout
