@@ -35,6 +35,11 @@ def random_batch(seed: int, terminated_frac: float = 0.3):
     return obs, action, reward, nxt, not_term
 
 
+def enc(net, image):
+    """The encoder written plainly: scale pixels to [-1, 1], convolutions, linear (contiguous layout)."""
+    return net.encoder.linear(net.encoder.convs(image.float() / 127.5 - 1.0))
+
+
 def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float | None):
     """Copies of the agent's networks, updated by TD3 written plainly."""
     actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
@@ -48,10 +53,10 @@ def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float |
         it += 1
         with torch.no_grad():
             noise = (torch.randn_like(action) * HP["policy_noise"]).clamp(-HP["noise_clip"], HP["noise_clip"])
-            next_action = (actor_t(actor_t.encoder(nxt["image"]), nxt["vector"]) + noise).clamp(-1, 1)
-            q1_t, q2_t = critic_t(critic_t.encoder(nxt["image"]), nxt["vector"], next_action)
+            next_action = (actor_t(enc(actor_t, nxt["image"]), nxt["vector"]) + noise).clamp(-1, 1)
+            q1_t, q2_t = critic_t(enc(critic_t, nxt["image"]), nxt["vector"], next_action)
             y = reward + not_term * HP["gamma"] * torch.min(q1_t, q2_t)
-        q1, q2 = critic(critic.encoder(obs["image"]), obs["vector"], action)
+        q1, q2 = critic(enc(critic, obs["image"]), obs["vector"], action)
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         copt.zero_grad()
         loss.backward()
@@ -59,8 +64,8 @@ def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float |
             torch.nn.utils.clip_grad_norm_(critic.parameters(), clip_critic)
         copt.step()
         if it % HP["policy_delay"] == 0:
-            pi = actor(actor.encoder(obs["image"]), obs["vector"])
-            q = critic.heads[0](torch.cat([critic.encoder(obs["image"]), obs["vector"], pi], 1))
+            pi = actor(enc(actor, obs["image"]), obs["vector"])
+            q = critic.heads[0](torch.cat([enc(critic, obs["image"]), obs["vector"], pi], 1))
             actor_loss = -q.mean()
             aopt.zero_grad()
             actor_loss.backward()
