@@ -67,9 +67,10 @@ class ClassicalConfig:
     kd: float = 0.02
     lookahead: float = 6.0  # m, Pure Pursuit look-ahead distance
     wheelbase: float = 2.9  # m (Tesla Model 3: 2.875)
+    dt: float = 0.05  # s between actions, for the PID's integral and derivative (the contract's 20 Hz)
 
     def __post_init__(self) -> None:
-        for name in ("target_speed", "lookahead", "wheelbase"):
+        for name in ("target_speed", "lookahead", "wheelbase", "dt"):
             check(getattr(self, name) > 0, f"agent.{name}", f"must be positive, got {getattr(self, name)}")
         for name in ("kp", "ki", "kd"):
             check(getattr(self, name) >= 0, f"agent.{name}", f"must be >= 0, got {getattr(self, name)}")

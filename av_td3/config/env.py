@@ -1,6 +1,7 @@
 """The ``env`` group: the driving envs (highway, carla) share one contract and one reward config;
 ``gym`` wraps any Gymnasium env with a Box action space."""
 
+import math
 from dataclasses import dataclass, field
 
 from av_td3.config.errors import check
@@ -25,11 +26,48 @@ class RewardConfig:
     jerk_scale: float = 5.0  # m/s^3
     goal_bonus: float = 100.0
     progress_per_meter: float = 0.5
+    # Below this |speed| (m/s) the vehicle counts as stopped: no lane keeping or comfort term, and the
+    # standing-still penalty applies.
+    stopped_speed: float = 0.1
+    # Lane keeping = (1 - blend) * min(speed / lane_keeping_speed, 1), blend = lateral_weight * lateral
+    # term + (1 - lateral_weight) * heading term, each term in [0, 1].
+    lane_keeping_lateral_weight: float = 0.5
+    lane_keeping_heading_scale: float = 0.785  # rad (45 deg): the heading term is full at this error
+    lane_keeping_speed: float = 5.0  # m/s at which lane keeping reaches its full scale
+    # Collision penalty graded by |speed| at impact: below low, below high, at or above high.
+    collision_speed_low: float = 2.78  # m/s (10 km/h)
+    collision_speed_high: float = 8.33  # m/s (30 km/h)
+    collision_penalty_low: float = -5.0
+    collision_penalty_mid: float = -25.0
+    collision_penalty_high: float = -100.0
+    off_road_penalty: float = -20.0
+    lane_invasion_penalty: float = -10.0
+    # Wrong way: |heading error| beyond this angle, penalised linearly up to wrong_way_penalty at 180 deg.
+    wrong_way_angle: float = 1.5708  # rad (90 deg)
+    wrong_way_penalty: float = -5.0
+    standstill_penalty: float = -0.1  # per step stopped farther than standstill_distance from the goal
+    standstill_distance: float = 5.0  # m along the route
+    # Obstacles ahead closer than proximity_distance: proximity_penalty * (1 - d / proximity_distance),
+    # plus ttc_penalty * (1 - ttc / ttc_threshold) when the time to collision is below ttc_threshold.
+    proximity_distance: float = 10.0  # m
+    proximity_penalty: float = -1.0
+    ttc_threshold: float = 3.0  # s
+    ttc_penalty: float = -2.0
 
     def check(self, key: str) -> None:
         check(self.target_speed > 0, f"{key}.target_speed", f"must be positive, got {self.target_speed}")
         check(self.lane_width > 0, f"{key}.lane_width", f"must be positive, got {self.lane_width}")
         check(self.jerk_scale > 0, f"{key}.jerk_scale", f"must be positive, got {self.jerk_scale}")
+        for name in ("stopped_speed", "lane_keeping_heading_scale", "lane_keeping_speed", "proximity_distance",
+                     "ttc_threshold"):
+            check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
+        check(0 <= self.lane_keeping_lateral_weight <= 1, f"{key}.lane_keeping_lateral_weight",
+              f"must be in [0, 1], got {self.lane_keeping_lateral_weight}")
+        check(0 < self.collision_speed_low <= self.collision_speed_high, f"{key}.collision_speed_low",
+              f"need 0 < collision_speed_low <= collision_speed_high, got {self.collision_speed_low}, "
+              f"{self.collision_speed_high}")
+        check(0 < self.wrong_way_angle < math.pi, f"{key}.wrong_way_angle",
+              f"must be in (0, pi), got {self.wrong_way_angle}")
 
 
 @dataclass
@@ -65,6 +103,20 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # Town01 spreads a scenario's NPCs over kilometres of road; the embedded route is a few hundred
     # metres, so only this fraction of scenario.npc_vehicles is placed on it.
     traffic_fraction: float = 0.25
+    npc_min_distance: float = 20.0  # m along the route between the ego's start and any NPC
+    # Each NPC's initial and IDM target speed is drawn uniformly from [npc_min_speed, npc_max_speed].
+    npc_min_speed: float = 5.0  # m/s
+    npc_max_speed: float = 8.0  # m/s
+    # The ego: highway-env's kinematic bicycle (5 x 2 m body) with the axles wheelbase apart.
+    wheelbase: float = 2.875  # m (Tesla Model 3)
+    max_acceleration: float = 3.0  # m/s^2 at full throttle
+    max_deceleration: float = 8.0  # m/s^2 at full brake (braking stops the ego; it never reverses)
+    obstacle_range: float = 20.0  # m ahead within which the nearest vehicle is reported (as CARLA's sensor)
+    # The image: a top-down view turned with the ego (heading up), (view_ahead + view_behind) / image_height
+    # metres per pixel, rendered render_scale x render_scale samples per pixel and area-averaged.
+    view_ahead: float = 30.0  # m
+    view_behind: float = 6.0  # m
+    render_scale: int = 2
 
     def __post_init__(self) -> None:
         self.check()
@@ -73,6 +125,13 @@ class HighwayEnvConfig(DrivingEnvConfig):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.traffic_fraction <= 1, "env.traffic_fraction",
               f"must be in [0, 1], got {self.traffic_fraction}")
+        for name in ("npc_min_distance", "wheelbase", "max_acceleration", "max_deceleration", "obstacle_range",
+                     "view_ahead"):
+            check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
+        check(0 <= self.npc_min_speed <= self.npc_max_speed, "env.npc_min_speed",
+              f"need 0 <= npc_min_speed <= npc_max_speed, got {self.npc_min_speed}, {self.npc_max_speed}")
+        check(self.view_behind >= 0, "env.view_behind", f"must be >= 0, got {self.view_behind}")
+        check(self.render_scale >= 1, "env.render_scale", f"must be >= 1, got {self.render_scale}")
 
 
 @dataclass
@@ -89,14 +148,35 @@ class CarlaEnvConfig(DrivingEnvConfig):
     map: str = "Town01"
     fixed_delta_seconds: float = 0.05
     max_reconnects: int = 5
+    # s before the first reconnect attempt after a lost server; doubled per consecutive retry (max 60 s).
+    reconnect_delay: float = 2.0
+    # The route CSV (x, y, target_speed in CARLA world metres); "" = the packaged Town01 reference route.
+    route_file: str = ""
+    ego_blueprint: str = "vehicle.tesla.model3"
+    # RGB camera (the policy sees it resized to image_height x image_width grayscale).
+    camera_width: int = 256
+    camera_height: int = 144
+    camera_fov: float = 90.0  # degrees
+    camera_x: float = 1.6  # m forward of the vehicle origin
+    camera_z: float = 1.5  # m up
+    obstacle_range: float = 20.0  # m the obstacle sensor looks ahead (obstacle distance, TTC)
+    npc_min_distance: float = 20.0  # m between the ego's start and any NPC spawn point
 
     def __post_init__(self) -> None:
         self.check()
-        for name in ("port", "traffic_manager_port", "port_stride"):
+        for name in ("port", "traffic_manager_port", "camera_width", "camera_height"):
             check(getattr(self, name) >= 1, f"env.{name}", f"must be >= 1, got {getattr(self, name)}")
+        # A server uses port, port+1 and port+2, so servers of parallel jobs must be >= 3 apart;
+        # 0 puts every job on the one server (sequential sweeps with the basic launcher).
+        check(self.port_stride == 0 or self.port_stride >= 3, "env.port_stride",
+              f"must be 0 (every job on one server) or >= 3, got {self.port_stride}")
         check(self.timeout > 0, "env.timeout", f"must be positive, got {self.timeout}")
         check(self.fixed_delta_seconds > 0, "env.fixed_delta_seconds", "must be positive")
         check(self.max_reconnects >= 0, "env.max_reconnects", "must be >= 0")
+        check(self.reconnect_delay >= 0, "env.reconnect_delay", "must be >= 0")
+        check(0 < self.camera_fov < 180, "env.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
+        for name in ("obstacle_range", "npc_min_distance"):
+            check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
 
 
 @dataclass
@@ -105,7 +185,9 @@ class GymEnvConfig:
 
     _target_: str = "av_td3.envs.gym.make_gym_env"
     id: str = "Pendulum-v1"
-    max_episode_steps: int = 200
+    max_episode_steps: int = 200  # truncation; replaces the env's registered time limit
+    frame_stack: int = 4  # grayscale frames per observation for pixel (uint8 image) observations
 
     def __post_init__(self) -> None:
         check(self.max_episode_steps >= 1, "env.max_episode_steps", "must be >= 1")
+        check(self.frame_stack >= 1, "env.frame_stack", f"must be >= 1, got {self.frame_stack}")

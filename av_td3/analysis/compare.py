@@ -1,0 +1,268 @@
+"""``av-td3 compare DIR...``: every run under the given multirun (or run) directories in one tidy table,
+grouped by their overrides without the seed, summarised with interval estimates.
+
+Writes into ``--out`` (default: the first DIR): ``runs.csv`` (one row per run), ``groups.csv`` and
+``groups.tex`` (one row per group), ``curves.png/.pdf`` (evaluation return with 95% bootstrap bands) and
+``grad_norms.png/.pdf`` (BEFORE/AFTER norms per network with the clip limits drawn); prints the grouped
+table as markdown. Failed and unfinished runs are listed, never silently dropped; their scores are left
+out of the statistics (only finished runs have a final evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from av_td3 import tags
+from av_td3.analysis import stats
+from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
+
+FINAL = "final_eval"
+
+
+@dataclass
+class RunRow:
+    run: RunDir
+    group: str  # the overrides without the seed, "a=1,b=2" ("(defaults)" when none)
+    seed: int | None
+    status: str
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def collect(dirs: list[Path]) -> list[RunRow]:
+    rows = []
+    for run in discover_runs(dirs):
+        overrides = [o for o in run.overrides if not o.startswith(("seed=", "hydra.", "+experiment=",
+                                                                   "experiment="))]
+        group = ",".join(sorted(overrides)) or "(defaults)"
+        seed = run.config.get("seed")
+        results = run.results or {}
+        row = RunRow(run, group, seed, run.status)
+        final = results.get(FINAL) or {}
+        row.values.update({f"final/{k}": float(v) for k, v in final.items()})
+        best = results.get("best_eval") or {}
+        if "mean_reward" in best:
+            row.values["best/mean_reward"] = float(best["mean_reward"])
+        row.values["wall_time_s"] = float(results.get("wall_time_s", math.nan))
+        row.values["steps"] = float(results.get("step", math.nan))
+        scalars = read_scalars(run, [tags.clipped(n) for n in tags.NETWORKS]
+                               + [tags.grad_norm(n, "BEFORE") for n in tags.NETWORKS])
+        for net in tags.NETWORKS:
+            clipped = scalars.get(tags.clipped(net))
+            before = scalars.get(tags.grad_norm(net, "BEFORE"))
+            row.values[f"{net}_clipped_fraction"] = float(np.mean(clipped[1])) if clipped else math.nan
+            row.values[f"{net}_max_before_norm"] = float(np.max(before[1])) if before else math.nan
+        rows.append(row)
+    return rows
+
+
+def write_runs_csv(rows: list[RunRow], path: Path) -> None:
+    import pandas as pd
+
+    records = [{"run": str(r.run.path), "group": r.group, "seed": r.seed, "status": r.status, **r.values}
+               for r in rows]
+    pd.DataFrame.from_records(records).to_csv(path, index=False)
+
+
+def group_table(rows: list[RunRow], metric: str, baseline: str | None, reps: int) -> list[dict]:
+    finished = [r for r in rows if r.status == "finished"]
+    groups = sorted({r.group for r in rows})
+    scores = {g: np.array([r.values.get(metric, math.nan) for r in finished if r.group == g]) for g in groups}
+    summary = stats.summarize(scores, reps=reps)
+    table = []
+    for g in groups:
+        s = summary.get(g)
+        members = [r for r in rows if r.group == g]
+        entry = {"group": g, "runs": len(members), "finished": sum(r.status == "finished" for r in members),
+                 "metric": metric}
+        if s:
+            entry |= {"n": s.n, "mean": s.mean, "std": s.std, "iqm": s.iqm, "mean_ci_low": s.mean_ci[0],
+                      "mean_ci_high": s.mean_ci[1], "iqm_ci_low": s.iqm_ci[0], "iqm_ci_high": s.iqm_ci[1]}
+        for net in tags.NETWORKS:
+            vals = [r.values.get(f"{net}_clipped_fraction", math.nan) for r in members]
+            entry[f"{net}_clipped_fraction"] = float(np.nanmean(vals)) if not np.all(np.isnan(vals)) else math.nan
+        if baseline and g != baseline and s and baseline in summary:
+            imp = stats.probability_of_improvement(scores[g], scores[baseline], reps=reps)
+            entry |= {"p_improvement": imp.probability, "p_ci_low": imp.ci[0], "p_ci_high": imp.ci[1],
+                      "significant": imp.significant}
+        table.append(entry)
+    return table
+
+
+def markdown(table: list[dict], baseline: str | None) -> str:
+    head = ["group", "n", "mean", "std", "IQM [95% CI]", "actor clipped", "critic clipped"]
+    if baseline:
+        head.append(f"P(> {baseline}) [95% CI]")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in table:
+        if "n" not in e:
+            cells = [e["group"], "0", "-", "-", "- (no finished run)", "-", "-"] + (["-"] if baseline else [])
+        else:
+            cells = [e["group"], str(e["n"]), f"{e['mean']:.3g}", f"{e['std']:.3g}",
+                     f"{e['iqm']:.3g} [{e['iqm_ci_low']:.3g}, {e['iqm_ci_high']:.3g}]",
+                     _pct(e["actor_clipped_fraction"]), _pct(e["critic_clipped_fraction"])]
+            if baseline:
+                cells.append("baseline" if e["group"] == baseline else
+                             (f"{e['p_improvement']:.2f} [{e['p_ci_low']:.2f}, {e['p_ci_high']:.2f}]"
+                              + (" *" if e["significant"] else "")) if "p_improvement" in e else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def latex(table: list[dict], baseline: str | None) -> str:
+    cols = "lrrrl" + ("l" if baseline else "")
+    out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
+           "Group & $n$ & Mean & Std & IQM [95\\% CI]" + (" & $P(X > Y)$" if baseline else "") + " \\\\",
+           "\\midrule"]
+    for e in table:
+        if "n" not in e:
+            continue
+        row = (f"{_tex(e['group'])} & {e['n']} & {e['mean']:.3g} & {e['std']:.3g} & "
+               f"{e['iqm']:.3g} [{e['iqm_ci_low']:.3g}, {e['iqm_ci_high']:.3g}]")
+        if baseline:
+            row += " & " + (f"{e['p_improvement']:.2f}" + ("$^*$" if e["significant"] else "")
+                            if "p_improvement" in e else "--")
+        out.append(row + " \\\\")
+    return "\n".join(out + ["\\bottomrule", "\\end{tabular}", ""])
+
+
+def plot_curves(rows: list[RunRow], out: Path) -> list[Path]:
+    """Evaluation return per group (mean over seeds, 95% bootstrap band) and gradient norms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for group in sorted({r.group for r in rows}):
+        curves = [read_scalars(r.run, [tags.EVAL_MEAN_REWARD]).get(tags.EVAL_MEAN_REWARD) for r in rows
+                  if r.group == group]
+        curves = [c for c in curves if c is not None and len(c[0])]
+        if not curves:
+            continue
+        steps = np.unique(np.concatenate([c[0] for c in curves]))
+        grid = np.array([np.interp(steps, c[0], c[1], right=np.nan) for c in curves])
+        mean = np.nanmean(grid, axis=0)
+        low, high = _bootstrap_band(grid)
+        ax.plot(steps, mean, label=f"{group} (n={len(curves)})")
+        ax.fill_between(steps, low, high, alpha=0.2)
+    ax.set_xlabel("environment step")
+    ax.set_ylabel("evaluation return")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    written += _save(fig, out / "curves")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, net in zip(axes, tags.NETWORKS):
+        limits = set()
+        for group in sorted({r.group for r in rows}):
+            members = [r for r in rows if r.group == group]
+            for when, style in (("BEFORE", "-"), ("AFTER", "--")):
+                tag = tags.grad_norm(net, when)
+                series = [read_scalars(r.run, [tag]).get(tag) for r in members]
+                series = [s for s in series if s is not None and len(s[0])]
+                if series:
+                    steps = np.unique(np.concatenate([s[0] for s in series]))
+                    grid = np.array([np.interp(steps, s[0], s[1], right=np.nan) for s in series])
+                    ax.plot(steps, np.nanmean(grid, axis=0), style, label=f"{group} {when}", lw=1)
+            limit = members[0].run.clip_limit(net) if members else None
+            if limit is not None:
+                limits.add(limit)
+        for limit in sorted(limits):
+            ax.axhline(limit, color="k", lw=0.8, ls=":")
+            ax.annotate(f"max_norm {limit:g}", (0, limit), fontsize=7, va="bottom")
+        ax.set_yscale("log")
+        ax.set_title(f"{net} gradient norm (global L2)")
+        ax.set_xlabel("environment step")
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    written += _save(fig, out / "grad_norms")
+    plt.close("all")
+    return written
+
+
+def _bootstrap_band(grid: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile-bootstrap band of the mean over runs, per step."""
+    if len(grid) < 2:
+        return grid[0], grid[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(grid), (reps, len(grid)))
+    means = np.nanmean(grid[idx], axis=1)
+    return np.nanpercentile(means, 2.5, axis=0), np.nanpercentile(means, 97.5, axis=0)
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    fig.tight_layout()
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    return paths
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def _tex(s: str) -> str:
+    return s.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+
+
+def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps: int = 2000,
+            plots: bool = True) -> dict:
+    rows = collect(dirs)
+    if not rows:
+        raise FileNotFoundError(f"no runs (directories with .hydra/config.yaml) under {', '.join(map(str, dirs))}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_runs_csv(rows, out / "runs.csv")
+    groups = sorted({r.group for r in rows})
+    if baseline and baseline not in groups:
+        raise ValueError(f"baseline group {baseline!r} not found; groups are: {', '.join(groups)}")
+    table = group_table(rows, metric, baseline, reps)
+    import pandas as pd
+
+    pd.DataFrame.from_records(table).to_csv(out / "groups.csv", index=False)
+    (out / "groups.tex").write_text(latex(table, baseline))
+    figures = plot_curves(rows, out) if plots else []
+    problems = [r for r in rows if r.status != "finished"]
+    return {"rows": rows, "table": table, "markdown": markdown(table, baseline), "problems": problems,
+            "figures": figures, "out": out}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="one table over multirun outputs, grouped, with interval estimates",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    p.add_argument("--metric", default="final/mean_reward",
+                   help="per-run score: final/<eval key>, best/mean_reward, ... (default: %(default)s)")
+    p.add_argument("--baseline", help="group to compare against, e.g. clipping=none")
+    p.add_argument("--out", type=Path, help="output folder (default: the first DIR)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--no-plots", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [d for d in args.dirs if not d.exists()]
+    if missing:
+        print(f"av-td3 compare: no such directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    try:
+        result = compare(args.dirs, args.out or args.dirs[0], args.metric, args.baseline, args.reps,
+                         plots=not args.no_plots)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"av-td3 compare: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(result['rows'])} runs, metric {args.metric}; {stats.CI_METHOD}"
+          + ("; * = P(improvement) CI excludes 0.5" if args.baseline else ""))
+    print(result["markdown"])
+    for r in result["problems"]:
+        print(f"  {r.status.upper():10s} {r.run.path}" + (f"  ({r.run.error_line})" if r.run.error_line else ""))
+    print(f"written to {result['out']}: runs.csv, groups.csv, groups.tex"
+          + (", curves.png/.pdf, grad_norms.png/.pdf" if result["figures"] else ""))
+    return 0

@@ -1,0 +1,218 @@
+"""Finding and loading run directories: shared by ``av-td3 validate`` and ``av-td3 compare``.
+
+A run directory (what the trainer writes)::
+
+    RUN/.hydra/{config,hydra,overrides}.yaml   Hydra's record of the run
+    RUN/tb/events.out.tfevents.*               one file per session (a resume adds one)
+    RUN/results.json                           written at the end of a session: status, step, alerts, ...
+    RUN/DONE                                   empty, written last by a finished run
+    RUN/error.txt                              the message and traceback of a failed run
+
+A multirun directory holds ``multirun.yaml`` and job directories at any depth. A plain TensorBoard log
+directory (event files, no ``.hydra``) or a single event file also loads, without a config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from av_td3.analysis.events import Series, event_files
+from av_td3.analysis.events import read_scalars as _read_event_files
+
+# File names the trainer writes (av_td3.trainer / av_td3.train; not imported: they pull in torch).
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+RESULTS = "results.json"
+DONE = "DONE"
+ERROR = "error.txt"
+TB = "tb"
+
+STATUSES = ("finished", "failed", "stopped", "unfinished", "unknown")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as one (unreadable config or results)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class RunDir:
+    path: Path  # the run directory (for a bare event file: the file)
+    event_files: list[Path]
+    config: dict[str, Any] = field(default_factory=dict)  # empty when the run has no .hydra/config.yaml
+    config_path: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    results: dict[str, Any] | None = None
+    done: bool = False
+    error_line: str | None = None  # the first line of error.txt (the message)
+    status: str = "unknown"  # one of STATUSES; "unknown" without a run directory (bare event files)
+    _cache: dict[str, Series | None] = field(default_factory=dict, repr=False)
+
+    # --- settings from the run's own config ------------------------------------------------------------
+    def setting(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.config
+        for key in dotted.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+    def clipping(self, net: str):
+        """The run's ``NetClipConfig`` for ``net`` (None without a config); RunDirError if invalid."""
+        from av_td3.config.clipping import NetClipConfig
+        from av_td3.config.errors import ConfigError
+
+        if self.config_path is None:
+            return None
+        raw = self.setting(f"clipping.{net}")
+        if raw is None:
+            return NetClipConfig()  # the schema's default: no clipping
+        try:
+            cfg = NetClipConfig(**raw)
+            cfg.check(f"clipping.{net}")
+        except (TypeError, ConfigError) as e:
+            raise RunDirError(self.config_path, f"clipping.{net}: {e}") from None
+        return cfg
+
+    def clip_limit(self, net: str, part: str | None = None) -> float | None:
+        cfg = self.clipping(net)
+        return None if cfg is None else cfg.limit(part)
+
+    @property
+    def has_config(self) -> bool:
+        return self.config_path is not None
+
+    @property
+    def total_steps(self) -> int | None:
+        return self.setting("trainer.total_steps")
+
+    @property
+    def last_step(self) -> int | None:
+        """The step the run reached according to results.json (None without one)."""
+        return None if self.results is None else self.results.get("step")
+
+    # --- scalars -----------------------------------------------------------------------------------------
+    def read_all(self) -> dict[str, Series]:
+        """Every scalar series of the run (not cached: a long run's full set is large)."""
+        return _read_event_files(self.event_files)
+
+
+def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
+    """The series of ``tags`` that the run has (absent tags are left out), cached per run and tag, so
+    repeated calls for a few tags re-read the files only for tags not asked for before."""
+    tags = list(tags)
+    missing = [t for t in tags if t not in run._cache]
+    if missing:
+        found = _read_event_files(run.event_files, missing)
+        for t in missing:
+            run._cache[t] = found.get(t)
+    return {t: run._cache[t] for t in tags if run._cache[t] is not None}
+
+
+# --- loading ------------------------------------------------------------------------------------------------
+def load_run(path: Path) -> RunDir:
+    """A run directory (with or without ``.hydra``), or a single event file."""
+    path = Path(path)
+    if path.is_file():
+        return _load_event_file(path)
+    tb = path / TB
+    files = event_files(tb) if tb.is_dir() else event_files(path)
+    run = RunDir(path=path, event_files=files)
+    if (path / CONFIG).is_file():
+        run.config, run.config_path = _load_yaml(path / CONFIG, resolve=True), path / CONFIG
+        if (path / OVERRIDES).is_file():
+            run.overrides = [str(o) for o in _load_yaml(path / OVERRIDES, resolve=False) or []]
+    _load_outcome(run)
+    return run
+
+
+def _load_event_file(path: Path) -> RunDir:
+    # RUN/tb/events...: the config of the run it belongs to still applies (only this file is read).
+    run_dir = path.parent.parent if path.parent.name == TB else None
+    if run_dir is not None and (run_dir / CONFIG).is_file():
+        run = load_run(run_dir)
+        run.path, run.event_files = path, [path]
+        return run
+    return RunDir(path=path, event_files=[path])
+
+
+def _load_yaml(path: Path, resolve: bool) -> Any:
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - any parse error makes the run unusable, said plainly
+        raise RunDirError(path, f"unreadable YAML ({type(e).__name__}: {e})") from None
+    try:
+        return OmegaConf.to_container(cfg, resolve=resolve)
+    except Exception:  # noqa: BLE001 - e.g. a custom resolver not registered here: keep the raw text
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _load_outcome(run: RunDir) -> None:
+    """results.json, DONE and error.txt -> status. A resumed run can hold an older session's file beside
+    a newer one, so when both results.json and error.txt exist the newer decides."""
+    path = run.path
+    results, error = path / RESULTS, path / ERROR
+    run.done = (path / DONE).exists()
+    if results.is_file():
+        try:
+            run.results = json.loads(results.read_text())
+        except (OSError, ValueError) as e:
+            raise RunDirError(results, f"unreadable results ({e})") from None
+    if error.is_file():
+        lines = error.read_text(errors="replace").strip().splitlines()
+        run.error_line = lines[0] if lines else "(empty error.txt)"
+    error_newer = error.is_file() and (not results.is_file()
+                                       or error.stat().st_mtime > results.stat().st_mtime)
+    if run.results is not None and not error_newer:
+        run.status = str(run.results.get("status", "unfinished"))
+        if run.status == "finished" and not run.done:
+            run.status = "unfinished"  # results written, but the session died before the DONE marker
+    elif run.error_line is not None:
+        run.status = "failed"
+    elif run.config_path is not None:
+        run.status = "unfinished"  # still running, or killed without a trace
+    if run.status == "failed" and run.error_line is None and run.results:
+        run.error_line = run.results.get("error")
+
+
+def discover_runs(paths: Iterable[Path]) -> list[RunDir]:
+    """Every run at or below ``paths``: an event file, a run directory, or any directory holding runs
+    (a multirun) at any depth. FileNotFoundError for a missing path; an empty list when nothing is found."""
+    runs: list[RunDir] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or directory: {path}")
+        for run_path in find_run_paths(path):
+            key = run_path.resolve()
+            if key not in seen:
+                seen.add(key)
+                runs.append(load_run(run_path))
+    return runs
+
+
+def find_run_paths(path: Path) -> list[Path]:
+    """The run paths at or below ``path`` (see ``discover_runs``), in sorted order."""
+    if path.is_file() or _is_run(path):
+        return [path]
+    runs = []
+    for root, dirs, _ in os.walk(path):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not .hydra, .submitit
+        if _is_run(here):
+            runs.append(here)
+            dirs[:] = []  # a run's own subfolders are not runs
+    return sorted(runs)
+
+
+def _is_run(path: Path) -> bool:
+    return (path / CONFIG).is_file() or bool(event_files(path / TB)) or bool(event_files(path))

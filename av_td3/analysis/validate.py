@@ -1,0 +1,533 @@
+"""``av-td3 validate PATH...``: check gradient clipping and training health from a run's event files.
+
+PATH is an event file, a run directory or a multirun directory (every run below it). Limits come from
+each run's own ``.hydra/config.yaml`` (``clipping.<net>``), never from defaults here; a run with
+``mode=none`` and a bare event file get the health checks only.
+
+Checks, each PASS / WARN / FAIL (or SKIP where it does not apply), with its figures:
+  gradients/<net>     the gradient tags are there and the norm is not zero everywhere
+  cadence/actor       the actor is logged on no more updates than the critic (actor-update steps only)
+  limit/<net>[/part]  AFTER <= limit * (1 + tolerance), whole network and each part
+  after<=before/<net> clipping never increased a norm
+  clip_ratio/<net>    the logged ratio equals AFTER / BEFORE and, under whole-network norm clipping,
+                      min(1, max_norm / BEFORE)
+  alerts              no alert fired (events or results.json)
+  finite              no NaN or inf in any tag
+  actor_loss, q       |actor loss| and |Q| below the warn / fail thresholds
+  finished            the run completed (results.json and DONE)
+
+Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for unusable input (a
+missing path, a truncated or corrupt event file, a directory without event files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from av_td3 import tags
+from av_td3.analysis.events import EventFileError, Series
+from av_td3.analysis.runs import TB, RunDir, RunDirError, find_run_paths, load_run
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+LEVEL = {SKIP: 0, PASS: 0, WARN: 1, FAIL: 2}
+# torch's clip coefficient is max_norm / (norm + 1e-6) (gradients.py uses the same)
+CLIP_EPS = 1e-6
+# The reference validator's actor-loss thresholds; Q bounds: with SPEC's rewards (|r| of order 10 per
+# step, one-off terms of 100) and gamma 0.99, |Q| stays near 1e3; 1e4 is suspicious, 1e5 is divergence.
+DEFAULTS = {"loss_warn": 1e6, "loss_fail": 1e9, "q_warn": 1e4, "q_fail": 1e5, "tolerance": 1e-4}
+
+
+@dataclass
+class Options:
+    tolerance: float = DEFAULTS["tolerance"]
+    loss_warn: float = DEFAULTS["loss_warn"]
+    loss_fail: float = DEFAULTS["loss_fail"]
+    q_warn: float = DEFAULTS["q_warn"]
+    q_fail: float = DEFAULTS["q_fail"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    message: str
+    figures: dict = field(default_factory=dict)  # count, mean, max, limit, first_step, tag, ...
+
+
+@dataclass
+class RunReport:
+    path: str
+    verdict: str  # PASS | WARN | FAIL | ERROR
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _stats(series: Series) -> dict:
+    v = series.values[np.isfinite(series.values)]
+    return {"count": int(len(series.values)), "mean": float(v.mean()) if len(v) else None,
+            "max": float(v.max()) if len(v) else None}
+
+
+def _first_bad(series_steps: np.ndarray, bad: np.ndarray) -> dict:
+    idx = np.flatnonzero(bad)
+    return {"n_bad": int(len(idx)), "first_step": int(series_steps[idx[0]]) if len(idx) else None}
+
+
+def _align(*series: Series) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The steps every series has, and each series' values at them."""
+    steps = series[0].steps
+    for other in series[1:]:
+        steps = np.intersect1d(steps, other.steps, assume_unique=True)
+    return steps, [s.values[np.searchsorted(s.steps, steps)] for s in series]
+
+
+def _where(net: str, part: str | None) -> str:
+    return f"{net} {part}" if part else net
+
+
+def _describe_clipping(cfg) -> str:
+    if cfg is None:
+        return "unknown"
+    if cfg.mode == "value":
+        return f"value(clip_value={cfg.clip_value:g})"
+    if cfg.mode == "norm":
+        limits = [f"{k}={getattr(cfg, k):g}" for k in ("max_norm", "cnn_max_norm", "mlp_max_norm")
+                  if getattr(cfg, k) is not None]
+        norm = "" if cfg.norm_type == 2 else f", norm_type={cfg.norm_type:g}"
+        return f"norm({', '.join(limits)}{norm})"
+    return "none"
+
+
+# What a missing gradient tag prevents (validate exists to check these).
+def _missing_consequence(net: str, tag: str) -> str:
+    for part in (None, *tags.PARTS):
+        where = _where(net, part)
+        if tag == tags.grad_norm(net, "AFTER", part):
+            return f"cannot check the clipping of the {where}"
+        if tag == tags.grad_norm(net, "BEFORE", part):
+            return f"cannot check AFTER <= BEFORE of the {where}" + ("" if part else " or the clip ratio")
+    if tag == tags.clip_ratio(net):
+        return "cannot check the clip ratio"
+    return "clipped fraction unknown"
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+def check_gradients(net: str, data: dict[str, Series], run: RunDir, learns: bool) -> Check:
+    name = f"gradients/{net}"
+    expected = tags.all_grad_tags(net)
+    missing = [t for t in expected if t not in data]
+    whole = data.get(tags.grad_norm(net, "BEFORE"))
+    if whole is None:
+        whole = data.get(tags.grad_norm(net, "AFTER"))
+    if len(missing) == len(expected):
+        if not learns:
+            return Check(name, SKIP, "the agent has no gradient updates")
+        critic = data.get(tags.grad_norm("critic", "BEFORE"))
+        msg = f"no {net} gradient tags (expected {tags.grad_norm(net, 'AFTER')} and {len(expected) - 1} more)"
+        if net == "actor" and critic is not None:
+            other_n = len(critic.steps)
+            return Check(name, FAIL, f"{msg} while the critic has {other_n} logged updates: the actor's "
+                                     "updates were never logged, its clipping cannot be checked")
+        if run.status == "finished":
+            return Check(name, FAIL, f"{msg} in a finished run: no update was logged")
+        return Check(name, WARN, f"{msg}: no update logged yet (status {run.status}, step "
+                                 f"{run.last_step if run.last_step is not None else '?'}, learning_starts "
+                                 f"{run.setting('trainer.learning_starts', '?')})")
+    fig = {"tag": tags.grad_norm(net, "BEFORE"), **(_stats(whole) if whole is not None else {}),
+           "missing": missing}
+    if whole is not None and len(whole.values) and np.all(whole.values == 0):
+        return Check(name, FAIL, f"{net} gradient norm is zero at all {len(whole.values)} logged updates: "
+                                 f"the {net} does not learn", fig)
+    if missing:
+        said = "; ".join(f"no {t}: {_missing_consequence(net, t)}" for t in missing)
+        return Check(name, WARN, said, fig)
+    return Check(name, PASS, f"{fig['count']} logged updates, BEFORE mean {_fmt(fig['mean'])} "
+                             f"max {_fmt(fig['max'])}", fig)
+
+
+def check_cadence(data: dict[str, Series], run: RunDir) -> Check | None:
+    actor, critic = (data.get(tags.grad_norm(n, "BEFORE")) for n in ("actor", "critic"))
+    if actor is None or critic is None:
+        return None  # reported by the gradients checks
+    na, nc = len(actor.steps), len(critic.steps)
+    fig = {"actor_count": na, "critic_count": nc, "policy_delay": run.setting("agent.policy_delay")}
+    if na > nc:
+        return Check("cadence/actor", FAIL, f"actor logged on {na} updates, more than the critic's {nc}: "
+                                            "actor values are not tied to actor-update steps", fig)
+    return Check("cadence/actor", PASS, f"actor logged on {na} updates, critic on {nc} "
+                                        f"(policy_delay {fig['policy_delay'] or '?'})", fig)
+
+
+def check_limits(net: str, cfg, data: dict[str, Series], tol: float) -> list[Check]:
+    if cfg is None:
+        return [Check(f"limit/{net}", SKIP, "no run config (.hydra/config.yaml): limits unknown, "
+                                            "health checks only")]
+    if cfg.mode == "none":
+        return [Check(f"limit/{net}", SKIP, f"clipping.{net}.mode=none: no limit to check")]
+    if cfg.mode == "value":
+        return [Check(f"limit/{net}", SKIP, f"clipping.{net}.mode=value clamps elements to "
+                                            f"+-{cfg.clip_value:g}: the norm has no configured bound")]
+    out = []
+    for part in (None, *tags.PARTS):
+        name = f"limit/{net}" + (f"/{part}" if part else "")
+        tag, limit = tags.grad_norm(net, "AFTER", part), cfg.limit(part)
+        if limit is None:
+            out.append(Check(name, SKIP, f"no limit on the {_where(net, part)}"))
+            continue
+        series = data.get(tag)
+        if series is None:
+            out.append(Check(name, SKIP, f"no {tag} (see gradients/{net})", {"tag": tag, "limit": limit}))
+            continue
+        bad = series.values > limit * (1 + tol)
+        fig = {"tag": tag, **_stats(series), "limit": limit, **_first_bad(series.steps, bad)}
+        if fig["n_bad"]:
+            out.append(Check(name, FAIL, f"{fig['n_bad']}/{fig['count']} values above the limit {limit:g}, "
+                                         f"max {_fmt(fig['max'])}, first at step {fig['first_step']} ({tag})",
+                             fig))
+        else:
+            out.append(Check(name, PASS, f"max {_fmt(fig['max'])} <= {limit:g} over {fig['count']} updates",
+                             fig))
+    return out
+
+
+def check_after_le_before(net: str, data: dict[str, Series], tol: float) -> Check:
+    name, worst, compared = f"after<=before/{net}", None, 0
+    for part in (None, *tags.PARTS):
+        before, after = (data.get(tags.grad_norm(net, w, part)) for w in ("BEFORE", "AFTER"))
+        if before is None or after is None:
+            continue
+        steps, (b, a) = _align(before, after)
+        compared += len(steps)
+        bad = a > b * (1 + tol)
+        if bad.any() and worst is None:
+            i = int(np.argmax(bad))
+            worst = {"tag": tags.grad_norm(net, "AFTER", part), "n_bad": int(bad.sum()),
+                     "first_step": int(steps[i]), "after": float(a[i]), "before": float(b[i])}
+    if not compared:
+        return Check(name, SKIP, "no BEFORE/AFTER pair logged at the same steps")
+    if worst:
+        return Check(name, FAIL, f"AFTER > BEFORE at {worst['n_bad']} updates, first at step "
+                                 f"{worst['first_step']} ({worst['after']:.4g} > {worst['before']:.4g}, "
+                                 f"{worst['tag']}): clipping increased a norm", worst)
+    return Check(name, PASS, f"AFTER <= BEFORE at all {compared} compared points", {"count": compared})
+
+
+def check_clip_ratio(net: str, cfg, data: dict[str, Series], tol: float) -> Check:
+    name = f"clip_ratio/{net}"
+    ratio, before, after = (data.get(t) for t in (tags.clip_ratio(net), tags.grad_norm(net, "BEFORE"),
+                                                  tags.grad_norm(net, "AFTER")))
+    if ratio is None or before is None or after is None:
+        return Check(name, SKIP, f"needs the ratio, BEFORE and AFTER tags (see gradients/{net})")
+    steps, (r, b, a) = _align(ratio, before, after)
+    if not len(steps):
+        return Check(name, SKIP, "the ratio, BEFORE and AFTER were never logged at the same steps")
+    # Always: the logged ratio is AFTER / BEFORE (1 where BEFORE is 0) and never above 1.
+    measured = np.where(b > 0, a / np.where(b > 0, b, 1), 1.0)
+    bad = (np.abs(r - measured) > tol * np.maximum(1, np.abs(measured))) | (r > 1 + tol)
+    rule = "AFTER / BEFORE"
+    # Where the configuration fixes it: 1 without clipping, torch's coefficient under whole-network
+    # norm clipping (per-part limits make it depend on the parts: the general rule above only).
+    if cfg is not None and cfg.mode == "none":
+        bad |= np.abs(r - 1) > tol
+        rule = "1 (no clipping)"
+    elif cfg is not None and cfg.mode == "norm" and cfg.max_norm is not None and (
+            cfg.cnn_max_norm is None and cfg.mlp_max_norm is None):
+        expected = np.minimum(1.0, cfg.max_norm / (b + CLIP_EPS))
+        bad |= np.abs(r - expected) > tol
+        rule = f"min(1, {cfg.max_norm:g} / BEFORE)"
+    clipped = data.get(tags.clipped(net))
+    frac = (float(np.mean(clipped.values > 0.5)) if clipped is not None and len(clipped.values)
+            else float(np.mean(r < 1 - tol)))
+    fig = {"tag": tags.clip_ratio(net), "count": int(len(steps)), "mean": float(np.nanmean(r)),
+           "clipped_fraction": frac, **_first_bad(steps, bad)}
+    if fig["n_bad"]:
+        i = int(np.argmax(bad))
+        return Check(name, FAIL, f"ratio inconsistent with {rule} at {fig['n_bad']} of {len(steps)} updates, "
+                                 f"first at step {fig['first_step']} (ratio {r[i]:.6g}, BEFORE {b[i]:.6g}, "
+                                 f"AFTER {a[i]:.6g})", fig)
+    return Check(name, PASS, f"consistent with {rule}; clipped on {100 * frac:.0f}% of {len(steps)} "
+                             f"updates, mean ratio {fig['mean']:.4g}", fig)
+
+
+def _alert_prefixes() -> tuple[str, ...]:
+    stems = [*tags.ALERT_STEMS.values(), tags.NONFINITE_ALERT]
+    return tuple(sorted({s.split("/")[0] + "/" for s in stems}))
+
+
+def check_alerts(data: dict[str, Series], run: RunDir) -> Check:
+    """Alert tags and the skipped-update counters are written only when they fire (the value is the
+    offending norm or the count), so any non-zero event is a fired alert; results.json's counts catch
+    those a crash kept from the event file."""
+    fired, zero_only = [], []
+    watched = [t for t in data if t.startswith(_alert_prefixes())]
+    watched += [t for t in map(tags.nonfinite_skips, tags.NETWORKS) if t in data]
+    for tag in watched:
+        s = data[tag]
+        hit = s.values != 0
+        if hit.any():
+            v = s.values[hit]
+            fired.append({"tag": tag, "count": int(hit.sum()), "first_step": int(s.steps[hit][0]),
+                          "max": float(np.nanmax(v)) if np.isfinite(v).any() else float(v[0])})
+        else:
+            zero_only.append(tag)
+    logged = {f["tag"] for f in fired}
+    results = run.results or {}
+    for tag, count in (results.get("alerts") or {}).items():
+        if count and tag not in logged:
+            fired.append({"tag": tag, "count": int(count), "first_step": None, "max": None,
+                          "source": "results.json"})
+    for net, n in (results.get("nonfinite_skips") or {}).items():
+        if n and tags.nonfinite_skips(net) not in logged:
+            fired.append({"tag": tags.nonfinite_skips(net), "count": int(n), "first_step": None, "max": None,
+                          "source": "results.json"})
+    if fired:
+        parts = [f"{f['tag']} x{f['count']}" + (f" first at step {f['first_step']}, max {_fmt(f['max'])}"
+                                                 if f["first_step"] is not None else " (results.json)")
+                 for f in fired]
+        return Check("alerts", FAIL, "fired: " + "; ".join(parts), {"fired": fired})
+    if zero_only:
+        return Check("alerts", WARN, f"{', '.join(zero_only)} written with value 0 only (as the reference "
+                                     "wrote alerts on every step): not counted as fired",
+                     {"zero_only": zero_only})
+    return Check("alerts", PASS, "no alert fired")
+
+
+def check_finite(data: dict[str, Series]) -> Check:
+    bad = []
+    total = 0
+    for tag, s in data.items():
+        total += len(s.values)
+        nonfinite = ~np.isfinite(s.values)
+        if nonfinite.any():
+            i = int(np.argmax(nonfinite))
+            bad.append({"tag": tag, "count": int(nonfinite.sum()), "first_step": int(s.steps[i]),
+                        "value": str(s.values[i])})
+    if bad:
+        shown = "; ".join(f"{b['tag']} {b['value']} first at step {b['first_step']} (x{b['count']})"
+                          for b in bad[:3])
+        more = f"; and {len(bad) - 3} more tags" if len(bad) > 3 else ""
+        return Check("finite", FAIL, f"non-finite values: {shown}{more}", {"tags": bad})
+    return Check("finite", PASS, f"all {total} values of {len(data)} tags finite", {"count": total})
+
+
+def check_bounded(name: str, tag_list: list[str], data: dict[str, Series], warn: float, fail: float,
+                  learns: bool) -> Check:
+    present = [t for t in tag_list if t in data]
+    if not present:
+        if not learns or not any(tags.grad_norm(n, "BEFORE") in data for n in tags.NETWORKS):
+            return Check(name, SKIP, f"no {tag_list[0]} (no update logged)")
+        return Check(name, WARN, f"no {tag_list[0]}: cannot check that it stays bounded")
+    worst = None
+    for tag in present:
+        s = data[tag]
+        mag = np.where(np.isfinite(s.values), np.abs(s.values), 0)
+        if len(mag) and (worst is None or mag.max() > worst["max_abs"]):
+            over = mag > warn
+            worst = {"tag": tag, "count": int(len(mag)), "max_abs": float(mag.max()),
+                     "warn": warn, "fail": fail, "step_of_max": int(s.steps[int(np.argmax(mag))]),
+                     **_first_bad(s.steps, over)}
+    if worst is None:
+        return Check(name, SKIP, f"{', '.join(present)} logged without values")
+    text = f"max |{worst['tag']}| {worst['max_abs']:.4g} at step {worst['step_of_max']}"
+    if worst["max_abs"] > fail:
+        return Check(name, FAIL, f"{text} > {fail:g}", worst)
+    if worst["max_abs"] > warn:
+        return Check(name, WARN, f"{text} > {warn:g} (first above at step {worst['first_step']})", worst)
+    return Check(name, PASS, f"{text} <= {warn:g}", worst)
+
+
+def check_finished(run: RunDir, data: dict[str, Series]) -> Check:
+    if run.status == "unknown":
+        return Check("finished", SKIP, "no run directory: completion unknown")
+    total = run.total_steps
+    last = run.last_step
+    if last is None:
+        last = max((int(s.steps.max()) for s in data.values() if len(s.steps)), default=None)
+    fig = {"status": run.status, "step": last, "total_steps": total, "done_marker": run.done}
+    progress = f"step {last if last is not None else '?'}/{total if total is not None else '?'}"
+    if run.status == "finished":
+        return Check("finished", PASS, f"finished at {progress}", fig)
+    why = f": {run.error_line}" if run.error_line else ""
+    return Check("finished", WARN, f"{run.status} at {progress}{why}", fig)
+
+
+# --- one run ------------------------------------------------------------------------------------------------
+def _learns(run: RunDir) -> bool:
+    # Learning agents have a policy delay; the classical controller has no config for it and no updates.
+    return not run.has_config or run.setting("agent.policy_delay") is not None
+
+
+def validate_run(run: RunDir, opts: Options) -> RunReport:
+    report = RunReport(str(run.path), "PASS")
+    try:
+        if not run.event_files:
+            where = run.path / TB if (run.path / TB).is_dir() or run.has_config else run.path
+            raise RunDirError(run.path, f"no event files (events.out.tfevents.*) in {where}"
+                              + (f"; the run failed: {run.error_line}" if run.error_line else ""))
+        cfgs = {net: run.clipping(net) for net in tags.NETWORKS}
+        data = run.read_all()
+    except (EventFileError, RunDirError) as e:
+        return RunReport(str(run.path), "ERROR", error=str(e))
+    points = sum(len(s.steps) for s in data.values())
+    report.notes.append(f"{len(run.event_files)} event file(s), {len(data)} tags, {points} points")
+    if run.has_config:
+        report.notes.append("clipping: " + ", ".join(f"{n}={_describe_clipping(c)}" for n, c in cfgs.items()))
+    else:
+        report.notes.append("no .hydra/config.yaml: clipping limits unknown, health checks only")
+    learns = _learns(run)
+    checks = report.checks
+    for net in tags.NETWORKS:
+        checks.append(check_gradients(net, data, run, learns))
+    cadence = check_cadence(data, run)
+    if cadence:
+        checks.append(cadence)
+    for net in tags.NETWORKS:
+        checks += check_limits(net, cfgs[net], data, opts.tolerance)
+        checks.append(check_after_le_before(net, data, opts.tolerance))
+        checks.append(check_clip_ratio(net, cfgs[net], data, opts.tolerance))
+    checks.append(check_alerts(data, run))
+    checks.append(check_finite(data))
+    checks.append(check_bounded("actor_loss", [tags.ACTOR_LOSS], data, opts.loss_warn, opts.loss_fail,
+                                learns))
+    checks.append(check_bounded("q", [tags.Q1, tags.Q2], data, opts.q_warn, opts.q_fail, learns))
+    checks.append(check_finished(run, data))
+    worst = max((LEVEL[c.status] for c in checks), default=0)
+    report.verdict = ("PASS", "WARN", "FAIL")[worst]
+    return report
+
+
+def validate_path(path: Path, opts: Options) -> RunReport:
+    """Load and validate one run path (picklable entry point for worker processes)."""
+    try:
+        run = load_run(path)
+    except (RunDirError, OSError) as e:
+        return RunReport(str(path), "ERROR", error=str(e))
+    return validate_run(run, opts)
+
+
+# --- output -------------------------------------------------------------------------------------------------
+def format_report(r: RunReport) -> str:
+    if r.verdict == "ERROR":
+        return f"{r.path}\n  ERROR {r.error}"
+    lines = [r.path] + [f"  ({n})" for n in r.notes]
+    width = max((len(c.name) for c in r.checks), default=0)
+    lines += [f"  {c.status.upper():5s} {c.name:{width}s}  {c.message}" for c in r.checks]
+    counts = {s: sum(c.status == s for c in r.checks) for s in (PASS, WARN, FAIL, SKIP)}
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    lines.append(f"  => {r.verdict} ({len(r.checks)} checks: {tally})")
+    return "\n".join(lines)
+
+
+def verdict_line(r: RunReport) -> str:
+    if r.verdict == "ERROR":
+        return f"ERROR  {r.path}  ({r.error})"
+    first = next((c for c in r.checks if c.status == FAIL), None) or next(
+        (c for c in r.checks if c.status == WARN), None)
+    extra = (f", first {'failure' if first.status == FAIL else 'warning'}: {first.name}: {first.message}"
+             if first else "")
+    return f"{r.verdict:5s}  {r.path}  ({len(r.checks)} checks{extra})"
+
+
+def exit_code(reports: list[RunReport]) -> int:
+    if any(r.verdict == "ERROR" for r in reports):
+        return 2
+    return 1 if any(r.verdict == "FAIL" for r in reports) else 0
+
+
+def _json_safe(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+# --- command line -------------------------------------------------------------------------------------------
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("validate", help="check clipping and training health from event files",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return p
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="an event file, a run directory or a multirun directory")
+    p.add_argument("--json", action="store_true", help="print machine-readable results only")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the one-line verdicts")
+    p.add_argument("--tolerance", type=float, default=DEFAULTS["tolerance"],
+                   help="relative tolerance of the limit and ratio checks (default: %(default)g)")
+    p.add_argument("--loss-warn", type=float, default=DEFAULTS["loss_warn"],
+                   help="warn when |actor loss| exceeds this (default: %(default)g)")
+    p.add_argument("--loss-fail", type=float, default=DEFAULTS["loss_fail"],
+                   help="fail when |actor loss| exceeds this (default: %(default)g)")
+    p.add_argument("--q-warn", type=float, default=DEFAULTS["q_warn"],
+                   help="warn when |Q1| or |Q2| exceeds this (default: %(default)g)")
+    p.add_argument("--q-fail", type=float, default=DEFAULTS["q_fail"],
+                   help="fail when |Q1| or |Q2| exceeds this (default: %(default)g)")
+    p.add_argument("-j", "--jobs", type=int, default=0,
+                   help="runs validated in parallel processes (default 0: one per CPU for 4+ runs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        print(f"av-td3 validate: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    opts = Options(args.tolerance, args.loss_warn, args.loss_fail, args.q_warn, args.q_fail)
+    targets: list[Path] = []
+    reports: list[RunReport] = []
+    for path in args.paths:
+        found = find_run_paths(path)
+        if not found:
+            reports.append(RunReport(str(path), "ERROR", error="no runs or event files "
+                                                               f"(events.out.tfevents.*) in or below {path}"))
+        targets += found
+    jobs = args.jobs or (min(os.cpu_count() or 1, len(targets)) if len(targets) >= 4 else 1)
+    if jobs > 1 and len(targets) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            reports += list(pool.map(validate_path, targets, [opts] * len(targets)))
+    else:
+        reports += [validate_path(t, opts) for t in targets]
+    code = exit_code(reports)
+    if args.json:
+        print(json.dumps(_json_safe({"exit_code": code, "runs": [asdict(r) for r in reports]}), indent=1))
+        return code
+    for r in reports:
+        if r.verdict == "ERROR":
+            print(f"av-td3 validate: {r.error}", file=sys.stderr)
+        elif not args.quiet:
+            print(format_report(r) + "\n")
+    if len(reports) > 1 or args.quiet:
+        for r in reports:
+            print(verdict_line(r))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="av-td3 validate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

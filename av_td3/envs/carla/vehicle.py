@@ -1,0 +1,117 @@
+"""From simulator readings to the contract: the control an action means, and the per-step quantities.
+
+Everything here works on plain numbers (read from a CARLA snapshot by the env), so it is tested
+without a server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from av_td3.envs.carla.client import import_carla
+from av_td3.envs.contract import StepQuantities, build_vector, split_action
+from av_td3.envs.route import Projection, Route, wrap_angle
+
+
+def to_vehicle_control(action: np.ndarray):
+    """[steer, throttle_brake] -> carla.VehicleControl (steer = a0; throttle / brake via split_action)."""
+    carla = import_carla()
+    steer, throttle, brake = split_action(action)
+    return carla.VehicleControl(throttle=throttle, steer=steer, brake=brake)
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """One frame of the ego vehicle, in CARLA's world frame, angles in radians."""
+
+    x: float
+    y: float
+    yaw: float
+    vx: float
+    vy: float
+    ax: float
+    ay: float
+    elapsed: float  # simulated seconds since the server started (snapshot timestamp)
+
+    @classmethod
+    def from_snapshot(cls, actor_snapshot, elapsed: float) -> EgoState:
+        t = actor_snapshot.get_transform()
+        v, a = actor_snapshot.get_velocity(), actor_snapshot.get_acceleration()
+        return cls(t.location.x, t.location.y, math.radians(t.rotation.yaw), v.x, v.y, a.x, a.y, elapsed)
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array([self.x, self.y])
+
+    @property
+    def forward(self) -> np.ndarray:
+        return np.array([math.cos(self.yaw), math.sin(self.yaw)])
+
+    @property
+    def right(self) -> np.ndarray:  # left-handed frame: right of x is +y
+        return np.array([-math.sin(self.yaw), math.cos(self.yaw)])
+
+    @property
+    def speed(self) -> float:
+        """Signed speed along the heading (negative when rolling backwards)."""
+        return float(np.dot([self.vx, self.vy], self.forward))
+
+
+@dataclass
+class Tracker:
+    """The previous step's values that differences need (progress, acceleration, jerk, dt)."""
+
+    s: float
+    speed: float
+    longitudinal_acceleration: float
+    elapsed: float
+
+    @classmethod
+    def start(cls, route: Route, ego: EgoState) -> Tracker:
+        return cls(route.project(ego.position).s, ego.speed, 0.0, ego.elapsed)
+
+
+def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
+            obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
+            goal_radius: float, fallback_dt: float) -> tuple[StepQuantities, Projection, Tracker]:
+    """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
+
+    ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car)."""
+    dt = ego.elapsed - prev.elapsed
+    if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
+        dt = fallback_dt
+    proj = route.project(ego.position)
+    speed = ego.speed
+    long_acc = (speed - prev.speed) / dt  # differences of the speed: smoother than the physics readout
+    jerk = (long_acc - prev.longitudinal_acceleration) / dt
+    lat_acc = float(np.dot([ego.ax, ego.ay], ego.right))
+    closing = speed - obstacle_speed
+    ttc = obstacle_distance / closing if math.isfinite(obstacle_distance) and closing > 1e-3 else math.inf
+    q = StepQuantities(
+        speed=speed,
+        lateral_deviation=proj.lateral,
+        heading_error=wrap_angle(ego.yaw - proj.route_yaw),
+        longitudinal_acceleration=long_acc,
+        lateral_acceleration=lat_acc,
+        longitudinal_jerk=jerk,
+        collision=bool(collision),
+        lane_invasion=bool(lane_invasion),
+        off_road=abs(proj.lateral) > max_lateral_deviation,
+        progress=proj.s - prev.s,
+        distance_to_goal=max(route.length - proj.s, 0.0),
+        route_completed=bool(np.hypot(*(ego.position - route.goal)) <= goal_radius),
+        obstacle_distance=float(obstacle_distance),
+        time_to_collision=float(ttc),
+        dt=dt,
+        distance_travelled=abs(speed) * dt,
+    )
+    return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
+
+
+def observation_vector(route: Route, ego: EgoState, q: StepQuantities, proj: Projection) -> np.ndarray:
+    """The contract's 53 floats: speed, signed lateral deviation, heading error, 25 waypoints ahead."""
+    waypoints = route.waypoints_ahead(ego.position, ego.yaw, proj.s)
+    return build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints)

@@ -1,0 +1,336 @@
+"""HighwayDrivingEnv: SPEC's task on highway-env's road API, no CARLA server needed.
+
+Same contract as the CARLA env (``contract.py``): observation ``image`` (uint8 grayscale frames, oldest
+first, zeros after reset) + ``vector`` (53 floats), action [steer, throttle_brake], ``info`` =
+``StepQuantities.as_info()`` + ``reward_components`` + ``is_success``, reward from ``reward.py``.
+
+World (left-handed like CARLA: y right of x): a two-lane road with both lanes in the driving direction,
+``straight_length`` m west from (straight_length, 0) to (0, 0), a 90-degree right turn of
+``turn_radius`` (centre (0, -turn_radius)), then ``exit_length`` m north (-y) to the goal. Lane 0 is
+the left lane, lane 1 the right one; the route is the right lane's centre line and the ego starts on it,
+standing. NPCs are highway-env IDM vehicles (with MOBIL lane changes) on both lanes.
+
+Per step (dt = 1 / simulation_frequency): the ego's action is set, every NPC decides, highway-env steps
+all vehicles and their collisions, NPCs past the goal leave, then the quantities are measured:
+- lane invasion: the ego's footprint starts to cross a marking of its lane (the divider or the road
+  edge), i.e. |lat| + (W/2)|cos he| + (L/2)|sin he| > lane_width / 2 on this step and not the previous;
+- collision (highway-env's ``crashed``) and route completion (within ``goal_radius`` of the goal) are
+  reported on the step they happen; both end the episode, as does off road (|lat| > max_lateral_deviation);
+- obstacle: the nearest NPC ahead along the route whose lateral offset from the ego is less than half
+  a lane width (the ego's lane corridor), within ``obstacle_range``; distance bumper to bumper, TTC =
+  distance / closing speed (inf when not closing), as the CARLA env measures them.
+
+The image is highway-env's pygame rendering (road surface, markings, vehicles), turned so the ego's
+heading points up: the static road is rendered once, each step a window of it around the ego gets the
+vehicles drawn on, and a rotated grid of ``render_scale``^2 samples per image pixel is read from it and
+area-averaged to grayscale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # offscreen rendering, no window or display needed
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import pygame  # noqa: E402
+from gymnasium.error import ResetNeeded  # noqa: E402
+from highway_env.road.graphics import LaneGraphics, WorldSurface  # noqa: E402
+from highway_env.road.lane import CircularLane, LineType, StraightLane  # noqa: E402
+from highway_env.road.road import Road, RoadNetwork  # noqa: E402
+from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
+from highway_env.vehicle.graphics import VehicleGraphics  # noqa: E402
+from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
+
+from av_td3.config.env import HighwayEnvConfig  # noqa: E402
+from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
+                                  StepQuantities, build_vector, observation_space, split_action)
+from av_td3.envs.reward import compute_reward  # noqa: E402
+from av_td3.envs.route import Route, wrap_angle  # noqa: E402
+
+RIGHT_LANE = 1  # the ego's lane (highway-env numbers a road's lanes from the left)
+ARC_STEP = 0.5  # m between the route points sampled on the turn (the Route densifies to 0.5 m too)
+SPAWN_ATTEMPTS = 50  # random draws per NPC before a crowded road gets fewer NPCs
+
+
+def build_road(cfg: HighwayEnvConfig) -> tuple[RoadNetwork, Route]:
+    """The two-lane road (sections start -> turn -> exit -> goal) and the ego lane's centre line."""
+    w, length, r, exit_length = cfg.reward.lane_width, cfg.straight_length, cfg.turn_radius, cfg.exit_length
+    c, s, n = LineType.CONTINUOUS, LineType.STRIPED, LineType.NONE
+    lines = ([c, s], [n, c])  # left lane: edge + dashed divider; right lane: its edge (divider drawn once)
+    net = RoadNetwork()
+    for lane in range(2):
+        off = (RIGHT_LANE - lane) * w  # how far left of the route this lane's centre lies
+        # Heading west the left is +y; round the right turn the left lane is the outer one; north, -x.
+        net.add_lane("start", "turn", StraightLane([length, off], [0.0, off], width=w,
+                                                   line_types=lines[lane]))
+        net.add_lane("turn", "exit", CircularLane([0.0, -r], r + off, math.pi / 2, math.pi, clockwise=True,
+                                                  width=w, line_types=lines[lane]))
+        net.add_lane("exit", "goal", StraightLane([-r - off, -r], [-r - off, -r - exit_length], width=w,
+                                                  line_types=lines[lane]))
+    phi = np.linspace(math.pi / 2, math.pi, max(int(math.ceil(r * math.pi / 2 / ARC_STEP)), 2) + 1)
+    arc = np.stack([r * np.cos(phi), -r + r * np.sin(phi)], axis=1)
+    xy = np.vstack([[[length, 0.0]], arc, [[-r, -r - exit_length]]])
+    return net, Route(xy)
+
+
+class EgoVehicle(Vehicle):
+    """highway-env's kinematic bicycle (Vehicle.step), with the axles ``wheelbase`` apart instead of the
+    body length, so a steering angle turns the ego as much as it turns CARLA's Model 3."""
+
+    def __init__(self, road: Road, position, heading: float, wheelbase: float):
+        super().__init__(road, position, heading, 0.0)
+        self.wheelbase = wheelbase
+        self.color = VehicleGraphics.EGO_COLOR
+
+    def step(self, dt: float) -> None:
+        self.clip_actions()
+        # Semi-implicit Euler (speed first): the distance moved is the reported speed * dt, and a stop
+        # (speed 0) moves nothing.
+        self.speed += self.action["acceleration"] * dt
+        beta = np.arctan(0.5 * np.tan(self.action["steering"]))  # slip angle, centre of mass midway
+        course = self.heading + beta  # the direction the centre of mass moves
+        self.position += self.speed * np.array([np.cos(course), np.sin(course)]) * dt
+        if self.impact is not None:
+            self.position += self.impact
+            self.crashed = True
+            self.impact = None
+        self.heading += self.speed * np.sin(beta) / (self.wheelbase / 2) * dt
+        self.on_state_update()
+
+
+class TopDownCamera:
+    """highway-env's rendering around the ego, heading up: ``render`` gives (H k, W k) samples as the
+    surface's packed 32-bit pixels, ``to_gray`` the (H, W) uint8 image, ``to_rgb`` the (H k, W k, 3) one."""
+
+    def __init__(self, cfg: HighwayEnvConfig, network: RoadNetwork, route: Route):
+        self.k = k = cfg.render_scale
+        metres_per_pixel = (cfg.view_ahead + cfg.view_behind) / cfg.image_height
+        self.scaling = k / metres_per_pixel  # rendered pixels per metre
+        # Sample centres in the vehicle frame (forward, right), in rendered pixels: row 0 is farthest ahead.
+        rows = (np.arange(cfg.image_height * k) + 0.5) / k
+        cols = (np.arange(cfg.image_width * k) + 0.5) / k
+        self.fwd = ((cfg.view_ahead - rows * metres_per_pixel) * self.scaling).astype(np.float32)
+        self.right = ((cols - cfg.image_width / 2) * metres_per_pixel * self.scaling).astype(np.float32)
+        # The window around the ego holds every sample at any heading (+2 px for the pixel-grid snap).
+        radius = math.hypot(max(abs(self.fwd[0]), abs(self.fwd[-1])), abs(self.right[0])) + 2
+        self.size = size = int(math.ceil(2 * radius))
+        self.view = WorldSurface((size, size), 0, pygame.Surface((size, size), 0, 32))
+        self.view.scaling = self.scaling
+        self.row_stride = self.view.get_pitch() // 4  # uint32 pixels per surface row
+        # Byte positions of R, G, B in a pixel (little-endian ints: a shift of 8 n is byte n).
+        self.rgb_bytes = [shift // 8 if sys.byteorder == "little" else 3 - shift // 8
+                          for shift in self.view.get_shifts()[:3]]
+        self.luma = np.zeros(4, dtype=np.float32)
+        self.luma[self.rgb_bytes] = (0.299, 0.587, 0.114)  # contract.to_gray_uint8's weights
+        # The static road, rendered once with a margin of one view radius around the route.
+        margin = radius / self.scaling + 2 * cfg.reward.lane_width
+        lo, hi = route.xy.min(axis=0) - margin, route.xy.max(axis=0) + margin
+        width, height = (int(math.ceil(d)) for d in (hi - lo) * self.scaling)
+        self.road = WorldSurface((width, height), 0, pygame.Surface((width, height), 0, 32))
+        self.road.scaling = self.scaling
+        self.road.origin = lo
+        self.road.fill(WorldSurface.BLACK)  # off the road
+        lanes = network.lanes_list()
+        for lane in lanes:
+            LaneGraphics.draw_ground(lane, self.road, WorldSurface.GREY, lane.width / 2)
+        for lane in lanes:
+            LaneGraphics.display(lane, self.road)
+
+    def render(self, vehicles: list[Vehicle], ego: Vehicle) -> np.ndarray:
+        size = self.size
+        # The window's origin sits on the road cache's pixel grid, so the blit copies pixels 1:1.
+        ox, oy = (int(math.floor(v)) - size // 2 for v in (ego.position - self.road.origin) * self.scaling)
+        self.view.origin = self.road.origin + np.array([ox, oy]) / self.scaling
+        self.view.fill(WorldSurface.BLACK)
+        self.view.blit(self.road, (max(-ox, 0), max(-oy, 0)),
+                       area=pygame.Rect(max(ox, 0), max(oy, 0), size, size))
+        for v in vehicles:
+            VehicleGraphics.display(v, self.view, offscreen=True)
+        # World = ego + fwd (cos h, sin h) + right (-sin h, cos h), in the window's pixels; the window is
+        # large enough that every sample falls inside it.
+        cx, cy = (ego.position - self.view.origin) * self.scaling
+        c, s = math.cos(ego.heading), math.sin(ego.heading)
+        px = np.add.outer(cx + self.fwd * c, -self.right * s).astype(np.int32)  # floor: all positive
+        py = np.add.outer(cy + self.fwd * s, self.right * c).astype(np.int32)
+        pixels = np.frombuffer(self.view.get_buffer(), dtype=np.uint32)  # row-major; locks the surface
+        samples = pixels.take(py * self.row_stride + px)
+        del pixels  # unlock before the next blit
+        return samples
+
+    def to_gray(self, samples: np.ndarray) -> np.ndarray:
+        """ITU-R 601 luma (as contract.to_gray_uint8) averaged over each k x k block: with an integer
+        factor contract.resize_area's fractional-box resize is a plain block mean."""
+        luma = self._bytes(samples) @ self.luma  # float32 matrix product: the cheap way through 3 channels
+        k = self.k
+        # Block mean as k^2 strided adds (numpy's reduction over small inner axes is ~10x slower).
+        total = sum(luma[i::k, j::k] for i in range(k) for j in range(k))
+        return (total / (k * k)).round().clip(0, 255).astype(np.uint8)
+
+    def to_rgb(self, samples: np.ndarray) -> np.ndarray:
+        return self._bytes(samples)[..., self.rgb_bytes].astype(np.uint8)
+
+    def _bytes(self, samples: np.ndarray) -> np.ndarray:
+        return samples.view(np.uint8).reshape(*samples.shape, 4).astype(np.float32)
+
+
+class HighwayDrivingEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, cfg: HighwayEnvConfig, npc_vehicles: int, role: str = "train",
+                 render_mode: str | None = None):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if npc_vehicles < 0:
+            raise ValueError(f"npc_vehicles must be >= 0, got {npc_vehicles}")
+        self.cfg, self.role, self.render_mode = cfg, role, render_mode
+        self.n_npcs = int(round(npc_vehicles * cfg.traffic_fraction))
+        self.dt = 1.0 / cfg.simulation_frequency
+        self.observation_space = observation_space(cfg.frame_stack, cfg.image_height, cfg.image_width)
+        self.action_space = ACTION_SPACE
+        self.network, self.route = build_road(cfg)
+        self.camera = TopDownCamera(cfg, self.network, self.route)
+        self._stack = FrameStack(cfg.frame_stack, cfg.image_height, cfg.image_width)
+        self.road: Road | None = None
+        self.ego: EgoVehicle | None = None
+        self._last_rgb: np.ndarray | None = None
+
+    # --- gymnasium API --------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        # IDM / MOBIL draw from the road's RandomState: seeded from this env's stream, like the traffic.
+        road_seed = int(self.np_random.integers(2**31 - 1))
+        self.road = Road(self.network, np_random=np.random.RandomState(road_seed))
+        start = self.route.start
+        self.ego = EgoVehicle(self.road, start.copy(), self.route.start_yaw(), self.cfg.wheelbase)
+        self.road.vehicles.append(self.ego)
+        self._spawn_npcs()
+        proj = self.route.project(self.ego.position)
+        self._s, self._speed, self._accel, self._heading = proj.s, 0.0, 0.0, self.ego.heading
+        self._invading = self._crashed = self._completed = False
+        self._steps = 0
+        self._stack.reset()
+        q = self._measure(proj)
+        return self._observation(q, proj), {"npc_vehicles": len(self.road.vehicles) - 1}
+
+    def step(self, action):
+        if self.ego is None:
+            raise ResetNeeded("call reset() before step()")
+        steer, throttle, brake = split_action(np.asarray(action, dtype=np.float32))
+        accel = throttle * self.cfg.max_acceleration - brake * self.cfg.max_deceleration
+        accel = max(accel, -max(self.ego.speed, 0.0) / self.dt)  # braking stops the ego, never reverses it
+        self.ego.act({"steering": steer * MAX_STEER_RAD, "acceleration": accel})
+        self.road.act()  # the NPCs decide (the ego keeps the action just set)
+        self.road.step(self.dt)
+        self._drop_finished_npcs()
+        self._steps += 1
+        proj = self.route.project(self.ego.position)
+        q = self._measure(proj)
+        reward, components = compute_reward(q, self.cfg.reward)
+        terminated = bool(q.collision or q.off_road or q.route_completed)
+        truncated = not terminated and self._steps >= self.cfg.max_episode_steps
+        info = q.as_info() | {"reward_components": components, "is_success": bool(q.route_completed)}
+        return self._observation(q, proj), float(reward), terminated, truncated, info
+
+    def render(self):
+        return self._last_rgb if self.render_mode == "rgb_array" else None
+
+    def close(self) -> None:
+        self.road = self.ego = None
+
+    # --- internals ------------------------------------------------------------------------------------
+    def _spawn_npcs(self) -> None:
+        """NPCs at random route positions on both lanes, >= npc_min_distance ahead of the ego's start and
+        >= IDM's jam distance apart on a lane (fewer than asked only when the road is that crowded)."""
+        cfg, route, rng = self.cfg, self.route, self.np_random
+        last = route.length - IDMVehicle.LENGTH  # a whole NPC on the road
+        placed: list[tuple[int, float]] = []
+        for _ in range(self.n_npcs if last > cfg.npc_min_distance else 0):
+            for _ in range(SPAWN_ATTEMPTS):
+                lane_id = int(rng.integers(2))
+                s = float(rng.uniform(cfg.npc_min_distance, last))
+                if all(l != lane_id or abs(s - t) >= IDMVehicle.DISTANCE_WANTED for l, t in placed):
+                    break
+            else:
+                continue
+            placed.append((lane_id, s))
+            yaw = route.yaw_at(s)
+            left = -(RIGHT_LANE - lane_id) * self.cfg.reward.lane_width  # negative lateral = left
+            point = route.point_at(s) + left * np.array([-math.sin(yaw), math.cos(yaw)])
+            index = self.network.get_closest_lane_index(point, yaw)
+            lane = self.network.get_lane(index)
+            longitudinal = lane.local_coordinates(point)[0]
+            speed = float(rng.uniform(cfg.npc_min_speed, cfg.npc_max_speed))
+            self.road.vehicles.append(IDMVehicle(self.road, lane.position(longitudinal, 0.0),
+                                                 lane.heading_at(longitudinal), speed,
+                                                 target_lane_index=index, target_speed=speed))
+
+    def _drop_finished_npcs(self) -> None:
+        """NPCs that drove past the end of the road leave it (there is nothing beyond the goal)."""
+        self.road.vehicles = [v for v in self.road.vehicles if v is self.ego or not (
+            v.lane_index[1] == "goal" and v.lane.local_coordinates(v.position)[0] > v.lane.length)]
+
+    def _nearest_ahead(self, s: float, lateral: float) -> tuple[float, float]:
+        """(gap, TTC) to the nearest NPC ahead in the ego's lane corridor within obstacle_range."""
+        ego, cfg = self.ego, self.cfg
+        best, ttc = math.inf, math.inf
+        reach = cfg.obstacle_range + ego.LENGTH  # Euclidean pre-filter, centre to centre
+        for v in self.road.vehicles:
+            if v is ego or np.sum((v.position - ego.position) ** 2) > reach * reach:
+                continue
+            p = self.route.project(v.position)
+            gap = max(p.s - s - (ego.LENGTH + v.LENGTH) / 2, 0.0)
+            if p.s <= s or abs(p.lateral - lateral) >= cfg.reward.lane_width / 2 or gap > cfg.obstacle_range:
+                continue
+            if gap < best:
+                closing = ego.speed - v.speed * math.cos(v.heading - ego.heading)
+                best, ttc = gap, (gap / closing if closing > 1e-3 else math.inf)
+        return best, ttc
+
+    def _measure(self, proj) -> StepQuantities:
+        cfg, ego, dt = self.cfg, self.ego, self.dt
+        speed = float(ego.speed)
+        heading_error = wrap_angle(ego.heading - proj.route_yaw)
+        accel = (speed - self._speed) / dt
+        jerk = (accel - self._accel) / dt
+        yaw_rate = wrap_angle(ego.heading - self._heading) / dt
+        # The footprint's half extent across the lane: the ego touches a marking when it passes half a lane.
+        extent = abs(proj.lateral) + ego.WIDTH / 2 * abs(math.cos(heading_error)) \
+            + ego.LENGTH / 2 * abs(math.sin(heading_error))
+        invading = extent > cfg.reward.lane_width / 2
+        crashed = bool(ego.crashed)
+        completed = bool(np.hypot(*(ego.position - self.route.goal)) <= cfg.goal_radius)
+        obstacle, ttc = self._nearest_ahead(proj.s, proj.lateral)
+        q = StepQuantities(
+            speed=speed,
+            lateral_deviation=proj.lateral,
+            heading_error=heading_error,
+            longitudinal_acceleration=accel,
+            lateral_acceleration=speed * yaw_rate,  # centripetal, + when turning right
+            longitudinal_jerk=jerk,
+            collision=crashed and not self._crashed,  # highway-env's flag stays set: report its start
+            lane_invasion=invading and not self._invading,
+            off_road=abs(proj.lateral) > cfg.max_lateral_deviation,
+            progress=proj.s - self._s,
+            distance_to_goal=max(self.route.length - proj.s, 0.0),
+            route_completed=completed and not self._completed,
+            obstacle_distance=obstacle,
+            time_to_collision=ttc,
+            dt=dt,
+            distance_travelled=abs(speed) * dt,
+        )
+        self._s, self._speed, self._accel, self._heading = proj.s, speed, accel, float(ego.heading)
+        self._invading, self._crashed, self._completed = invading, crashed, completed
+        return q
+
+    def _observation(self, q: StepQuantities, proj) -> dict[str, np.ndarray]:
+        samples = self.camera.render(self.road.vehicles, self.ego)
+        if self.render_mode == "rgb_array":
+            self._last_rgb = self.camera.to_rgb(samples)
+        gray = self.camera.to_gray(samples)
+        waypoints = self.route.waypoints_ahead(self.ego.position, float(self.ego.heading), proj.s)
+        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints)
+        return {IMAGE: self._stack.push(gray), VECTOR: vector}

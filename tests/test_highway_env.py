@@ -1,0 +1,195 @@
+"""HighwayDrivingEnv on real highway-env: the contract, seeding, signs, episode ends, a full route."""
+
+import math
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from highway_env.vehicle.kinematics import Vehicle
+
+from av_td3.config.env import HighwayEnvConfig
+from av_td3.envs.contract import IMAGE, MAX_STEER_RAD, VECTOR, VECTOR_SIZE, to_gray_uint8
+from av_td3.envs.highway import HighwayDrivingEnv
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*Box observation space:UserWarning",
+                                        "ignore:.*alternative render modes:UserWarning")
+
+SIZE = 36  # px: 1 m per pixel over the default 36 m view
+
+
+def make(npc_vehicles: int = 0, render_mode=None, **changes) -> HighwayDrivingEnv:
+    cfg = HighwayEnvConfig(image_height=SIZE, image_width=SIZE, **changes)
+    return HighwayDrivingEnv(cfg, npc_vehicles, render_mode=render_mode)
+
+
+def pure_pursuit(obs, target_speed: float = 12.0, wheelbase: float = 2.875) -> np.ndarray:
+    """Steer for the waypoint 6 m ahead (in the observation's vector), P control on the speed."""
+    vector = obs[VECTOR]
+    x, y = vector[3:].reshape(25, 2)[2] * 50.0
+    ld = math.hypot(x, y)
+    angle = math.atan2(2 * wheelbase * math.sin(math.atan2(y, x)), ld) if ld > 0.1 else 0.0
+    throttle = 0.5 * (target_speed - vector[0] * 30.0)
+    return np.clip([angle / MAX_STEER_RAD, throttle], -1.0, 1.0).astype(np.float32)
+
+
+def run(env, actions):
+    out = []
+    for a in actions:
+        out.append(env.step(np.asarray(a, dtype=np.float32)))
+        if out[-1][2] or out[-1][3]:
+            break
+    return out
+
+
+def test_check_env_passes():
+    check_env(make(20, render_mode="rgb_array"))
+    check_env(make(0), skip_render_check=True)
+
+
+def test_observation_contract():
+    env = make(20, frame_stack=4)
+    obs, info = env.reset(seed=0)
+    assert obs in env.observation_space
+    assert obs[IMAGE].dtype == np.uint8 and obs[IMAGE].shape == (4, SIZE, SIZE)
+    assert obs[VECTOR].dtype == np.float32 and obs[VECTOR].shape == (VECTOR_SIZE,)
+    assert not obs[IMAGE][:3].any() and obs[IMAGE][3].any()  # zeros before the first frame, oldest first
+    assert info["npc_vehicles"] == 5  # round(20 * traffic_fraction 0.25)
+    # Standing at the start on the centre line, the waypoints run straight ahead 2 m apart.
+    np.testing.assert_allclose(obs[VECTOR][:3], 0.0, atol=1e-6)
+    np.testing.assert_allclose(obs[VECTOR][3:9], [2 / 50, 0, 4 / 50, 0, 6 / 50, 0], atol=1e-6)
+    # Heading up: the road runs up the image; the other lane is to the ego's left, off-road on both sides.
+    frame = obs[IMAGE][3]
+    assert frame[0, SIZE // 2] > 0 and frame[0, SIZE // 2 - 3] > 0  # the lanes, far ahead
+    assert frame[0, 1] == 0 and frame[0, SIZE - 2] == 0
+    obs, *_, info = env.step(np.zeros(2, dtype=np.float32))
+    assert obs[IMAGE][2:].any() and not obs[IMAGE][:2].any()
+    assert set(info["reward_components"]) == {"efficiency", "lane_keeping", "comfort", "safety", "progress"}
+    assert info["dt"] == pytest.approx(0.05) and info["is_success"] is False
+
+
+def test_image_is_the_contract_grayscale_of_the_rendered_view():
+    env = make(20, render_mode="rgb_array")
+    obs, _ = env.reset(seed=2)
+    for _ in range(3):
+        rgb = env.render()
+        assert rgb.shape == (SIZE * env.cfg.render_scale, SIZE * env.cfg.render_scale, 3)
+        gray = to_gray_uint8(rgb, SIZE, SIZE).astype(int)
+        assert np.abs(gray - obs[IMAGE][-1]).max() <= 1  # the same luma and area mean (rounding aside)
+        obs, *_ = env.step(np.array([0.1, 1.0], dtype=np.float32))
+
+
+def test_same_seed_same_episode_and_other_seed_other_traffic():
+    rng = np.random.default_rng(1)
+    actions = np.stack([rng.uniform(-0.1, 0.1, 40), rng.uniform(0.2, 1.0, 40)], axis=1)
+    episodes = []
+    for _ in range(2):
+        env = make(20)
+        obs, _ = env.reset(seed=7)
+        steps = run(env, actions)
+        episodes.append((obs, steps, [v.position.copy() for v in env.road.vehicles]))
+    (obs_a, steps_a, npcs_a), (obs_b, steps_b, npcs_b) = episodes
+    for key in (IMAGE, VECTOR):
+        np.testing.assert_array_equal(obs_a[key], obs_b[key])
+    assert len(steps_a) == len(steps_b) == 40
+    for (oa, ra, _, _, ia), (ob, rb, _, _, ib) in zip(steps_a, steps_b, strict=True):
+        np.testing.assert_array_equal(oa[IMAGE], ob[IMAGE])
+        np.testing.assert_array_equal(oa[VECTOR], ob[VECTOR])
+        assert ra == rb and ia == ib
+    np.testing.assert_array_equal(np.array(npcs_a), np.array(npcs_b))
+    env = make(20)
+    env.reset(seed=8)
+    assert not np.allclose(np.array([v.position for v in env.road.vehicles[1:]]), np.array(npcs_a[1:]))
+
+
+def test_npcs_are_placed_away_from_the_ego_on_both_lanes():
+    env = make(100)  # 25 NPCs
+    env.reset(seed=3)
+    npcs = env.road.vehicles[1:]
+    assert len(npcs) >= 20
+    s = np.array([env.route.project(v.position).s for v in npcs])
+    lateral = np.array([env.route.project(v.position).lateral for v in npcs])
+    assert s.min() >= env.cfg.npc_min_distance - 1e-6
+    assert np.any(np.abs(lateral) < 0.1) and np.any(np.abs(lateral + env.cfg.reward.lane_width) < 0.1)
+
+
+def test_steering_right_makes_lateral_deviation_positive():
+    env = make()
+    env.reset(seed=0)
+    info = run(env, [[0.2, 1.0]] * 25)[-1][4]
+    assert info["lateral_deviation"] > 0.05 and info["heading_error"] > 0.05
+    env.reset(seed=0)
+    info = run(env, [[-0.2, 1.0]] * 25)[-1][4]
+    assert info["lateral_deviation"] < -0.05 and info["heading_error"] < -0.05
+
+
+def test_full_throttle_straight_ahead_makes_progress():
+    env = make()
+    env.reset(seed=0)
+    steps = run(env, [[0.0, 1.0]] * 40)
+    infos = [s[4] for s in steps]
+    assert all(i["progress"] > 0 for i in infos)
+    # 3 m/s^2 (max_acceleration) for 2 s.
+    assert infos[-1]["speed"] == pytest.approx(6.0)
+    assert infos[-1]["longitudinal_acceleration"] == pytest.approx(3.0)
+    assert sum(i["progress"] for i in infos) == pytest.approx(sum(i["distance_travelled"] for i in infos))
+    assert infos[-1]["reward_components"]["efficiency"] == pytest.approx(6.0 / 8.33)
+    assert steps[-1][1] > 0
+    # Full brake stops the ego and never reverses it.
+    infos = [s[4] for s in run(env, [[0.0, -1.0]] * 20)]
+    assert infos[-1]["speed"] == 0.0 and min(i["progress"] for i in infos) >= 0.0
+
+
+def test_driving_into_the_road_edge_invades_the_lane_then_ends_off_road():
+    env = make()
+    env.reset(seed=0)
+    steps = run(env, [[0.05, 0.6]] * 400)
+    obs, reward, terminated, truncated, info = steps[-1]
+    assert terminated and not truncated
+    assert info["off_road"] and info["lateral_deviation"] > env.cfg.max_lateral_deviation
+    invasions = [s[4]["lane_invasion"] for s in steps]
+    assert sum(invasions) == 1  # counted on the step the footprint starts to cross the edge
+    assert info["reward_components"]["safety"] <= -20.0
+
+
+def test_driving_into_a_parked_car_is_a_collision():
+    env = make()
+    env.reset(seed=0)
+    ahead = 15.0  # m along the route, centre to centre: a 10 m gap
+    parked = Vehicle(env.road, env.route.point_at(ahead), env.route.start_yaw(), 0.0)
+    env.road.vehicles.append(parked)
+    steps = run(env, [[0.0, 1.0]] * 200)
+    info = steps[-1][4]
+    assert steps[-1][2] and info["collision"]
+    first = steps[0][4]
+    assert first["obstacle_distance"] == pytest.approx(ahead - first["progress"] - Vehicle.LENGTH, abs=1e-6)
+    assert first["time_to_collision"] == pytest.approx(first["obstacle_distance"] / first["speed"])
+    # Hit at ~7.7 m/s (3 m/s^2 over the 10 m gap): the middle collision grade, proximity and TTC penalties.
+    assert 2.78 <= info["speed"] < 8.33
+    assert info["reward_components"]["safety"] <= -25.0
+
+
+def test_truncation_at_max_episode_steps():
+    env = make(max_episode_steps=5)
+    env.reset(seed=0)
+    steps = run(env, [[0.0, 0.3]] * 10)
+    assert len(steps) == 5
+    assert [s[3] for s in steps] == [False] * 4 + [True]
+    assert not any(s[2] for s in steps)
+
+
+def test_pure_pursuit_on_the_waypoints_completes_the_route():
+    env = make()
+    obs, _ = env.reset(seed=0)
+    total, invasions, bonuses = 0.0, 0, 0
+    for _ in range(env.cfg.max_episode_steps):
+        obs, reward, terminated, truncated, info = env.step(pure_pursuit(obs))
+        total += reward
+        invasions += info["lane_invasion"]
+        bonuses += info["reward_components"]["progress"] > 50.0
+        if terminated or truncated:
+            break
+    assert terminated and info["route_completed"] and info["is_success"]
+    assert not info["collision"] and not info["off_road"] and invasions == 0
+    assert info["reward_components"]["progress"] > 100.0 and bonuses == 1  # the goal bonus, once
+    assert info["distance_to_goal"] <= env.cfg.goal_radius
+    assert total > 300.0
