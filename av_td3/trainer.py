@@ -39,6 +39,13 @@ DONE = "DONE"
 EVAL_SEED_OFFSET = 1_000_003  # eval episodes use their own seed stream, the same at every evaluation
 
 
+try:  # raised by env=carla after it reconnected and rebuilt the episode
+    from av_td3.envs.carla.errors import CarlaEpisodeLost as EpisodeLost
+except ImportError:  # pragma: no cover
+    class EpisodeLost(Exception):
+        pass
+
+
 class NonFiniteError(RuntimeError):
     """Too many consecutive updates had a non-finite loss or gradient."""
 
@@ -89,7 +96,16 @@ class Trainer:
                     action = self.env.action_space.sample()
                 else:
                     action = self.agent.act(obs, explore=True)
-                next_obs, reward, terminated, truncated, info = self.env.step(action)
+                try:
+                    next_obs, reward, terminated, truncated, info = self.env.step(action)
+                except EpisodeLost as e:  # the simulator failed and was rebuilt: drop the transition
+                    self.reconnects += 1
+                    log.warning("episode lost at step %d (%s); reconnect %d, new episode",
+                                self.step, e, self.reconnects)
+                    self.replay.episode_open = False
+                    obs, _ = self.env.reset(seed=self._episode_seed())
+                    ep = EpisodeTally()
+                    continue
                 self.replay.add(obs, action, reward, next_obs, terminated, truncated)
                 ep.add(reward, info)
                 self.step += 1
@@ -180,7 +196,9 @@ class Trainer:
         t = self.cfg.trainer
         seeds = [self.cfg.seed * 7919 + EVAL_SEED_OFFSET + i for i in range(t.eval_episodes)]
         summary = evaluate(self.agent, self.eval_env, seeds)
-        self.logger.scalars({f"eval/{k}": v for k, v in summary.items()}, self.step)
+        # A metric undefined this phase (no obstacle ahead: no TTC; no success: no completion time) is
+        # left out of TensorBoard rather than written as NaN, which would look like a diverged run.
+        self.logger.scalars({f"eval/{k}": v for k, v in summary.items() if math.isfinite(v)}, self.step)
         self.logger.row("eval", {"step": self.step, **summary})
         self.logger.flush()
         self.evals.append({"step": self.step, **summary})
@@ -240,7 +258,7 @@ class Trainer:
             metric_tags = [f"eval/{k}" for k in (final or {})] or [tags.EVAL_MEAN_REWARD]
             self.logger.hparams(self.hparams, metric_tags)
         tmp = self.run_dir / f".{RESULTS}.tmp"
-        tmp.write_text(json.dumps(results, indent=2, default=_json_default))
+        tmp.write_text(json.dumps(_finite_or_none(results), indent=2, default=_json_default))
         tmp.replace(self.run_dir / RESULTS)
 
     def _stop(self, reason: str) -> float:
@@ -302,6 +320,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _finite_or_none(o):
+    """NaN / inf -> null, so results.json stays strict JSON (an undefined metric is null)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite_or_none(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite_or_none(v) for v in o]
+    return o
 
 
 def _json_default(o):

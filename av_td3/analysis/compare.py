@@ -45,7 +45,7 @@ def collect(dirs: list[Path]) -> list[RunRow]:
         results = run.results or {}
         row = RunRow(run, group, seed, run.status)
         final = results.get(FINAL) or {}
-        row.values.update({f"final/{k}": float(v) for k, v in final.items()})
+        row.values.update({f"final/{k}": math.nan if v is None else float(v) for k, v in final.items()})
         best = results.get("best_eval") or {}
         if "mean_reward" in best:
             row.values["best/mean_reward"] = float(best["mean_reward"])
@@ -222,6 +222,11 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
     out.mkdir(parents=True, exist_ok=True)
     write_runs_csv(rows, out / "runs.csv")
     groups = sorted({r.group for r in rows})
+    if baseline and baseline not in groups:
+        # "clipping=none" names the one group whose overrides include it (others are shared by all).
+        wanted = set(baseline.split(","))
+        matches = [g for g in groups if wanted <= set(g.split(","))]
+        baseline = matches[0] if len(matches) == 1 else baseline
     if baseline and baseline not in groups:
         raise ValueError(f"baseline group {baseline!r} not found; groups are: {', '.join(groups)}")
     table = group_table(rows, metric, baseline, reps)

@@ -1,0 +1,87 @@
+"""Real training runs through the entrypoint: a smoke run, a real Hydra multirun with the joblib
+launcher, validation of their event files, and the non-finite guard stopping a run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from av_td3 import tags
+from av_td3.analysis.runs import discover_runs, read_scalars
+
+pytestmark = pytest.mark.slow
+TRAIN = [sys.executable, "-m", "av_td3.train"]
+
+
+def train(args, tmp_path, check=True):
+    r = subprocess.run(TRAIN + args + ["trainer.progress_bar=false"], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_smoke_run_with_reference_clipping(tmp_path):
+    run = tmp_path / "run"
+    train(["+experiment=smoke", "clipping=reference", f"hydra.run.dir={run}"], tmp_path)
+    for name in (".hydra/config.yaml", "checkpoint.pt", "results.json", "DONE"):
+        assert (run / name).exists(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "finished" and results["step"] == 600
+    assert results["final_eval"]["mean_reward"] is not None
+    (r,) = discover_runs([run])
+    s = read_scalars(r, [tags.grad_norm(n, "AFTER", p) for n in tags.NETWORKS for p in (None, "cnn", "mlp")]
+                     + [tags.ACTOR_LOSS, tags.CRITIC_LOSS])
+    limits = {"actor": 1.0, "critic": 10.0}
+    for net, limit in limits.items():
+        for part in (None, "cnn", "mlp"):
+            assert np.all(s[tags.grad_norm(net, "AFTER", part)][1] <= limit * (1 + 1e-6))
+    # Actor tags only on actor-update steps: half as many as the critic's with policy_delay 2.
+    n_actor, n_critic = len(s[tags.ACTOR_LOSS][0]), len(s[tags.CRITIC_LOSS][0])
+    assert abs(n_actor - n_critic / 2) <= 1
+    # No zero-valued alert events.
+    alert_tags = [tags.alert(n, "cnn", lvl) for n in tags.NETWORKS for lvl in tags.ALERT_LEVELS]
+    for tag, (steps, values) in read_scalars(r, alert_tags).items():
+        assert np.all(values > 0), tag
+    v = subprocess.run([sys.executable, "-m", "av_td3.cli", "validate", str(run)], capture_output=True,
+                       text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_multirun_with_joblib_writes_one_dir_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    train(["-m", "+experiment=smoke", "clipping=none,reference", "seed=0,1", "hydra/launcher=joblib",
+           "hydra.launcher.n_jobs=2", "trainer.total_steps=300", "trainer.learning_starts=100",
+           "trainer.eval_every=0", f"hydra.sweep.dir={sweep}"], tmp_path)
+    names = sorted(p.parent.parent.name for p in sweep.glob("*/.hydra/config.yaml"))
+    shared = "trainer.eval_every=0,trainer.learning_starts=100,trainer.progress_bar=False,trainer.total_steps=300"
+    assert names == [f"clipping={c},{shared},seed={s}" for c in ("none", "reference") for s in (0, 1)]
+    assert all((sweep / n / "DONE").exists() for n in names)
+    v = subprocess.run([sys.executable, "-m", "av_td3.cli", "validate", str(sweep)], capture_output=True,
+                       text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+    c = subprocess.run([sys.executable, "-m", "av_td3.cli", "compare", str(sweep), "--baseline",
+                        "clipping=none", "--reps", "200"], capture_output=True, text=True, timeout=300)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert "clipping=reference" in c.stdout and (sweep / "groups.csv").exists()
+    # Relaunching the same sweep skips the finished jobs.
+    r = train(["-m", "+experiment=smoke", "clipping=none,reference", "seed=0,1",
+               "trainer.total_steps=300", "trainer.learning_starts=100", "trainer.eval_every=0",
+               f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert r.stderr.count("skipping") + r.stdout.count("skipping") >= 4
+
+
+def test_nan_gradients_stop_the_run_with_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    # An absurd learning rate overflows the critic to inf/NaN within a few steps: every later loss is
+    # non-finite, each update is skipped and counted, and the run stops.
+    r = train(["+experiment=smoke", "agent.critic_lr=1e38", "trainer.max_consecutive_nonfinite=3",
+               f"hydra.run.dir={run}"], tmp_path, check=False)
+    assert r.returncode == 1
+    assert "consecutive" in r.stderr and "non-finite" in r.stderr
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "failed" and results["nonfinite_skips"]["critic"] >= 3
+    assert (run / "checkpoint.pt").exists() and not (run / "DONE").exists()
