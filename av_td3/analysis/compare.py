@@ -24,6 +24,9 @@ from av_td3.analysis import stats
 from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
 
 FINAL = "final_eval"
+# Every tag compare reads (table and figures), fetched in one pass over each run's event files.
+COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
+                                          (tags.clipped(n), tags.grad_norm(n, "BEFORE"), tags.grad_norm(n, "AFTER"))]
 
 
 @dataclass
@@ -51,8 +54,7 @@ def collect(dirs: list[Path]) -> list[RunRow]:
             row.values["best/mean_reward"] = float(best["mean_reward"])
         row.values["wall_time_s"] = float(results.get("wall_time_s", math.nan))
         row.values["steps"] = float(results.get("step", math.nan))
-        scalars = read_scalars(run, [tags.clipped(n) for n in tags.NETWORKS]
-                               + [tags.grad_norm(n, "BEFORE") for n in tags.NETWORKS])
+        scalars = read_scalars(run, COMPARE_TAGS)  # one pass over the files; the plots hit the cache
         for net in tags.NETWORKS:
             clipped = scalars.get(tags.clipped(net))
             before = scalars.get(tags.grad_norm(net, "BEFORE"))
