@@ -23,7 +23,13 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Everything after "--" is passed through untouched (Hydra overrides for `report`); argparse's
+    # own "--" handling does not reach through subparsers.
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     parser = argparse.ArgumentParser(prog="av-td3", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -39,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             mod.add_parser(sub)
             sub.choices[name].set_defaults(run=mod.run)
     args = parser.parse_args(argv)
+    if passthrough and not hasattr(args, "passthrough"):
+        parser.error(f"{args.command} takes no arguments after --")
+    if hasattr(args, "passthrough"):
+        args.passthrough = passthrough
     return int(args.run(args))
 
 

@@ -1,6 +1,7 @@
 """The event reader against TensorBoard's own EventAccumulator, on files SummaryWriter wrote."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -122,3 +123,22 @@ def test_crc_matches_reference_implementation():
     starts = events._LEAD + np.r_[0, np.cumsum(lengths)[:-1]]
     ours = events._masked_crc32c(arr, starts, lengths)
     assert [int(x) for x in ours] == [masked_crc32c(b) for b in blobs]
+
+
+def test_truncated_tail_of_a_resumed_run_is_superseded(tmp_path):
+    # A run killed mid-write leaves a partial last record; the resumed session's purge_step replaces
+    # everything after its checkpoint, so the older file is read up to the partial record.
+    with SummaryWriter(str(tmp_path)) as w:
+        for step in range(100):
+            w.add_scalar("x", step, step)
+    (old,) = events.event_files(tmp_path)
+    old.write_bytes(old.read_bytes()[:-7])
+    with pytest.raises(EventFileError):  # not resumed yet: an error, not silently partial data
+        events.read_scalars([old])
+    time.sleep(1.1)  # event file names carry the second
+    with SummaryWriter(str(tmp_path), purge_step=50) as w:
+        for step in range(50, 120):
+            w.add_scalar("x", 2 * step, step)
+    series = events.read_scalars(events.event_files(tmp_path))["x"]
+    np.testing.assert_array_equal(series.steps, np.arange(120))
+    np.testing.assert_array_equal(series.values, np.r_[np.arange(50), 2 * np.arange(50, 120)])

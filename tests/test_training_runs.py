@@ -57,7 +57,7 @@ def test_multirun_with_joblib_writes_one_dir_per_job(tmp_path):
            "hydra.launcher.n_jobs=2", "trainer.total_steps=300", "trainer.learning_starts=100",
            "trainer.eval_every=0", f"hydra.sweep.dir={sweep}"], tmp_path)
     names = sorted(p.parent.parent.name for p in sweep.glob("*/.hydra/config.yaml"))
-    shared = "trainer.eval_every=0,trainer.learning_starts=100,trainer.progress_bar=False,trainer.total_steps=300"
+    shared = "trainer.eval_every=0,trainer.learning_starts=100,trainer.total_steps=300"
     assert names == [f"clipping={c},{shared},seed={s}" for c in ("none", "reference") for s in (0, 1)]
     assert all((sweep / n / "DONE").exists() for n in names)
     v = subprocess.run([sys.executable, "-m", "av_td3.cli", "validate", str(sweep)], capture_output=True,

@@ -21,9 +21,12 @@ import numpy as np
 
 from av_td3 import tags
 from av_td3.analysis import stats
+from av_td3.analysis.events import EventFileError
 from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
 
 FINAL = "final_eval"
+# Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
+SKIPPED_OVERRIDES = ("seed=", "hydra.", "+experiment=", "experiment=", "trainer.progress_bar=")
 # Every tag compare reads (table and figures), fetched in one pass over each run's event files.
 COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
                                           (tags.clipped(n), tags.grad_norm(n, "BEFORE"), tags.grad_norm(n, "AFTER"))]
@@ -32,21 +35,19 @@ COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
 @dataclass
 class RunRow:
     run: RunDir
-    group: str  # the overrides without the seed, "a=1,b=2" ("(defaults)" when none)
+    group: str  # the overrides without the seed and those all runs share, "a=1,b=2" ("(defaults)": none)
     seed: int | None
     status: str
     values: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None  # why the run is listed below the table (besides not having finished)
 
 
 def collect(dirs: list[Path]) -> list[RunRow]:
     rows = []
     for run in discover_runs(dirs):
-        overrides = [o for o in run.overrides if not o.startswith(("seed=", "hydra.", "+experiment=",
-                                                                   "experiment="))]
-        group = ",".join(sorted(overrides)) or "(defaults)"
         seed = run.config.get("seed")
         results = run.results or {}
-        row = RunRow(run, group, seed, run.status)
+        row = RunRow(run, "", seed, run.status)
         final = results.get(FINAL) or {}
         row.values.update({f"final/{k}": math.nan if v is None else float(v) for k, v in final.items()})
         best = results.get("best_eval") or {}
@@ -54,14 +55,38 @@ def collect(dirs: list[Path]) -> list[RunRow]:
             row.values["best/mean_reward"] = float(best["mean_reward"])
         row.values["wall_time_s"] = float(results.get("wall_time_s", math.nan))
         row.values["steps"] = float(results.get("step", math.nan))
-        scalars = read_scalars(run, COMPARE_TAGS)  # one pass over the files; the plots hit the cache
+        try:
+            scalars = read_scalars(run, COMPARE_TAGS)  # one pass over the files; the plots hit the cache
+        except EventFileError as e:  # the run stays in the table (its results.json score counts)
+            scalars, row.problem = {}, f"unreadable event file: {e}"
+            run.event_files = []  # the plots skip it too
         for net in tags.NETWORKS:
             clipped = scalars.get(tags.clipped(net))
             before = scalars.get(tags.grad_norm(net, "BEFORE"))
             row.values[f"{net}_clipped_fraction"] = float(np.mean(clipped[1])) if clipped else math.nan
             row.values[f"{net}_max_before_norm"] = float(np.max(before[1])) if before else math.nan
         rows.append(row)
+    _drop_shared_overrides(rows)
     return rows
+
+
+def shared_overrides(rows: list[RunRow]) -> list[str]:
+    """Overrides every run has (``size=smoke``, ``trainer.total_steps=300``): the sweep's setting, not
+    what tells its groups apart. Empty when all runs form one group."""
+    sets = [_grouping_overrides(r.run) for r in rows]
+    if len({frozenset(s) for s in sets}) < 2:
+        return []
+    return sorted(set.intersection(*sets))
+
+
+def _grouping_overrides(run: RunDir) -> set[str]:
+    return {o for o in run.overrides if not o.startswith(SKIPPED_OVERRIDES)}
+
+
+def _drop_shared_overrides(rows: list[RunRow]) -> None:
+    shared = set(shared_overrides(rows))
+    for r in rows:
+        r.group = ",".join(sorted(_grouping_overrides(r.run) - shared)) or "(defaults)"
 
 
 def write_runs_csv(rows: list[RunRow], path: Path) -> None:
@@ -237,9 +262,10 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
     pd.DataFrame.from_records(table).to_csv(out / "groups.csv", index=False)
     (out / "groups.tex").write_text(latex(table, baseline))
     figures = plot_curves(rows, out) if plots else []
-    problems = [r for r in rows if r.status != "finished"]
+    problems = [r for r in rows if r.status != "finished" or r.problem]
     return {"rows": rows, "table": table, "markdown": markdown(table, baseline), "problems": problems,
-            "figures": figures, "out": out}
+            "figures": figures, "out": out, "baseline": baseline,
+            "shared": shared_overrides(rows)}
 
 
 def add_parser(sub) -> None:
@@ -267,9 +293,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"{len(result['rows'])} runs, metric {args.metric}; {stats.CI_METHOD}"
           + ("; * = P(improvement) CI excludes 0.5" if args.baseline else ""))
+    if result["shared"]:
+        print("every run: " + " ".join(result["shared"]))
     print(result["markdown"])
     for r in result["problems"]:
-        print(f"  {r.status.upper():10s} {r.run.path}" + (f"  ({r.run.error_line})" if r.run.error_line else ""))
+        why = r.problem or r.run.error_line
+        print(f"  {r.status.upper():10s} {r.run.path}" + (f"  ({why})" if why else ""))
     print(f"written to {result['out']}: runs.csv, groups.csv, groups.tex"
           + (", curves.png/.pdf, grad_norms.png/.pdf" if result["figures"] else ""))
     return 0

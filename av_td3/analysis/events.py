@@ -166,6 +166,7 @@ class _FileEvents(NamedTuple):
     wall_times: np.ndarray
     order: np.ndarray  # record index in the file: the write order
     purges: list[tuple[int, int]]  # (record index, step) of each SessionLog.START
+    truncated: EventFileError | None = None  # set when the file ends in a partial record (left out)
 
 
 def _frame_vectorised(arr: np.ndarray, size: int) -> np.ndarray | None:
@@ -230,9 +231,12 @@ def _check_lengths(path: Path, arr: np.ndarray, offs: np.ndarray) -> np.ndarray:
 
 
 def _read_file(path: Path, wanted: set[str] | None) -> _FileEvents:
+    """One file's scalars. A partial last record (a writer killed mid-write) is left out and reported in
+    ``truncated``; the caller decides whether that is acceptable (see ``read_scalars``)."""
     buf = path.read_bytes()
     arr = np.zeros(_LEAD + len(buf) + _TRAIL, np.uint8)
     arr[_LEAD:_LEAD + len(buf)] = np.frombuffer(buf, np.uint8)
+    truncated = None
     try:
         offs = _frame_vectorised(arr, len(buf))
         if offs is None:
@@ -241,7 +245,8 @@ def _read_file(path: Path, wanted: set[str] | None) -> _FileEvents:
         # A corrupt length field also shows up as a record running past the end: blame the header
         # first if its CRC is wrong.
         _check_lengths(path, arr, t.headers)
-        raise EventFileError(path, t.offset, f"{t.reason}; the file ends at byte {len(buf)}") from None
+        truncated = EventFileError(path, t.offset, f"{t.reason}; the file ends at byte {len(buf)}")
+        offs = t.headers[t.headers < t.offset]  # the complete records before the partial one
     lens = _check_lengths(path, arr, offs)
     data = offs + 12 + _LEAD  # data start in arr
     stored = _gather(arr, data + lens, 4).view("<u4").ravel()
@@ -272,7 +277,7 @@ def _read_file(path: Path, wanted: set[str] | None) -> _FileEvents:
         ids, steps, values, walls, order = ids[keep], steps[keep], values[keep], walls[keep], order[keep]
     first_wall = (float(_gather(arr, data[:1] + 1, 8).view("<f8")[0, 0])
                   if len(offs) and arr[data[0]] == 0x09 else np.nan)
-    return _FileEvents(first_wall, len(offs), tag_names, ids, steps, values, walls, order, purges)
+    return _FileEvents(first_wall, len(offs), tag_names, ids, steps, values, walls, order, purges, truncated)
 
 
 def _gather(arr: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
@@ -415,6 +420,12 @@ def read_scalars(paths: Iterable[Path | str], tags: Iterable[str] | None = None)
     # Newest last: by the first event's wall time (sub-second), then the second in the name, then name.
     files.sort(key=lambda f: (np.nan_to_num(f[1].first_wall_time, nan=_name_time(f[0])),
                               _name_time(f[0]), f[0].name))
+    # A partial last record is what a run killed mid-write leaves. Once the run has been resumed (a
+    # later file starts with a purge: the resumed session rewrote everything after its checkpoint) the
+    # file is read up to that record; anywhere else it is an error, never silently dropped.
+    for i, (_, fe) in enumerate(files):
+        if fe.truncated is not None and not any(later.purges for _, later in files[i + 1:]):
+            raise fe.truncated
     names: dict[str, int] = {}
     cols: list[list[np.ndarray]] = [[], [], [], [], []]
     purges: list[tuple[int, int]] = []

@@ -1,0 +1,229 @@
+"""``av-td3 report EXPERIMENT``: reproduce an ablation end to end with one command.
+
+    av-td3 report clipping_ablation --size smoke      # minutes on 2 cores
+    av-td3 report clipping_ablation                   # SPEC scale: 20 runs
+    av-td3 report td3_vs_ddpg --launcher slurm -- hydra.launcher.partition=gpu
+    av-td3 report clipping_ablation --no-run          # only analyse what the sweep holds now
+
+1. Runs the experiment's sweep (``av-td3-train -m +experiment=EXPERIMENT [size=SIZE]``) into its fixed
+   sweep directory, ``multirun/EXPERIMENT/SIZE``. Launched again, it resumes: finished runs are skipped,
+   interrupted ones continue from their checkpoints, failed and missing ones run.
+2. Validates every run (``av-td3 validate``) and compares them (``av-td3 compare``) against the
+   experiment's baseline group.
+3. Writes ``SWEEP/report/``: ``summary.md`` (n per group, the interval method, which differences are
+   significant, failed runs), the tables (``runs.csv``, ``groups.csv``, ``groups.tex``,
+   ``metrics.md``), the figures (``curves``, ``grad_norms`` as PNG and PDF) and ``validate.txt``.
+
+Exit status: 0 when every run finished and none failed validation, 1 when the report was written but
+some runs failed, are unfinished or failed validation (they are listed), 2 on a usage error.
+Extra arguments after ``--`` are passed to the sweep as Hydra overrides (they become part of the job
+names, so use the same ones to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from av_td3.analysis import compare as cmp
+from av_td3.analysis import stats
+from av_td3.analysis import validate as val
+from av_td3.analysis.runs import discover_runs
+
+# The group each experiment's other groups are measured against (compare's --baseline). Experiments
+# not listed (a grid, an Optuna search) are summarised without significance tests unless --baseline.
+BASELINES = {
+    "clipping_ablation": "clipping=none",
+    "td3_vs_ddpg": "agent=ddpg",
+}
+DEFAULT_SIZE = "full"  # conf/config.yaml's choice; left off the command so job names match a plain -m run
+METRIC = "final/mean_reward"
+# Further per-run scores tabulated in metrics.md (final evaluation keys written by the trainer).
+SECONDARY = ["final/success_rate", "final/avg_collisions", "final/avg_lane_invasions",
+             "final/avg_episode_length"]
+
+
+def experiments() -> dict[str, Path]:
+    """Experiment name -> YAML file, for the experiments that define a sweep."""
+    from av_td3 import config_dir
+
+    found = {}
+    for path in sorted((config_dir() / "experiment").glob("*.yaml")):
+        if "sweeper:" in path.read_text():
+            found[path.stem] = path
+    return found
+
+
+def sweep_command(name: str, size: str, sweep_dir: Path, launcher: str, jobs: int,
+                  overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "av_td3.train", "-m", f"+experiment={name}"]
+    if size != DEFAULT_SIZE:
+        cmd.append(f"size={size}")
+    if launcher == "joblib":
+        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs or _cores()}"]
+    elif launcher != "basic":
+        cmd.append(f"hydra/launcher={launcher}")
+    # trainer.progress_bar is not part of job names (conf/config.yaml), so resuming by hand still matches
+    return cmd + [f"hydra.sweep.dir={sweep_dir}", "trainer.progress_bar=false", *overrides]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_sweep(cmd: list[str]) -> int:
+    """The sweep in a child process (Hydra owns its process: logging, working dir, launcher state)."""
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def validate_all(sweep_dir: Path) -> list[val.RunReport]:
+    opts = val.Options()
+    return [val.validate_run(run, opts) for run in discover_runs([sweep_dir])]
+
+
+def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
+    """Mean [95% CI] per group for the secondary evaluation metrics, as markdown."""
+    groups = sorted({r.group for r in rows})
+    finished = [r for r in rows if r.status == "finished"]
+    metrics = [m for m in SECONDARY if any(m in r.values for r in finished)]
+    if not metrics:
+        return ""
+    lines = ["| group | " + " | ".join(m.removeprefix("final/") for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    summaries = {m: stats.summarize({g: [r.values.get(m, math.nan) for r in finished if r.group == g]
+                                     for g in groups}, reps=reps) for m in metrics}
+    for g in groups:
+        cells = []
+        for m in metrics:
+            s = summaries[m].get(g)
+            cells.append("-" if s is None else f"{s.mean:.3g} [{s.mean_ci[0]:.3g}, {s.mean_ci[1]:.3g}]")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def significance_lines(table: list[dict], baseline: str | None) -> list[str]:
+    if not baseline:
+        return ["No baseline group, so no significance tests (pass --baseline GROUP to add them)."]
+    tested = [e for e in table if "p_improvement" in e]
+    out = []
+    for e in tested:
+        if e["significant"]:
+            verdict = "better than" if e["p_improvement"] > 0.5 else "worse than"
+            out.append(f"- **{e['group']}** is {verdict} the baseline: P(X > baseline) = "
+                       f"{e['p_improvement']:.2f} [{e['p_ci_low']:.2f}, {e['p_ci_high']:.2f}]")
+    if not out:
+        n = sorted({e["n"] for e in tested}) if tested else []
+        out.append(f"No group differs significantly from the baseline `{baseline}`"
+                   + (f" at n = {', '.join(map(str, n))} runs per group." if n else "."))
+    return out
+
+
+def summary_markdown(name: str, size: str, sweep_dir: Path, command: list[str], result: dict,
+                     baseline: str | None, reports: list[val.RunReport], secondary: str, reps: int) -> str:
+    rows = result["rows"]
+    counts = {s: sum(r.status == s for r in rows) for s in ("finished", "failed", "stopped", "unfinished")}
+    ns = sorted({e["n"] for e in result["table"] if "n" in e})
+    verdicts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR")}
+    md = [f"# {name} (size={size})", "",
+          f"Reproduce: `av-td3 report {name}" + (f" --size {size}" if size != DEFAULT_SIZE else "") + "`  ",
+          f"Sweep: `python {' '.join(command[1:])}`  ",
+          *([f"Every run: `{' '.join(result['shared'])}`  "] if result["shared"] else []),
+          f"Runs: {len(rows)} (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")  ",
+          f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+          "## Final evaluation return", "",
+          f"Score per run: `{METRIC}`, the mean return of the final deterministic evaluation. "
+          f"n = finished runs (seeds) per group: {', '.join(map(str, ns)) or 'none'}. "
+          f"Intervals: 95% stratified-bootstrap confidence intervals (rliable, percentile method, {reps} "
+          "resamples) of the mean and of the interquartile mean (IQM). "
+          + (f"P(X > {baseline}) is the probability that a run of the group scores higher than a run of "
+             "the baseline (Mann-Whitney), with its bootstrap CI; * marks a CI that excludes 0.5, which "
+             "is what this report calls significant." if baseline else ""), "",
+          result["markdown"], "", "### Significant differences", "",
+          *significance_lines(result["table"], baseline), ""]
+    if secondary:
+        md += ["## Other final metrics (mean [95% CI])", "", secondary, ""]
+    best = sweep_dir / "optimization_results.yaml"  # what Hydra's Optuna sweeper found
+    if best.is_file():
+        md += ["## Optuna search result", "", "```yaml", best.read_text().strip(), "```", ""]
+    md += ["## Figures", "", "![evaluation return](curves.png)", "",
+           "![gradient norms before and after clipping](grad_norms.png)", "",
+           "## Validation (`av-td3 validate`)", "",
+           ", ".join(f"{v} {k}" for k, v in verdicts.items() if v) + " (details in `validate.txt`)", ""]
+    problems = [r for r in reports if r.verdict in ("FAIL", "ERROR")]
+    md += [f"- {val.verdict_line(r)}" for r in problems]
+    md += ["", "## Failed and unfinished runs", ""]
+    bad = result["problems"]
+    md += [f"- {r.status}: `{r.run.path.name}`" + (f" ({r.problem or r.run.error_line})"
+                                                    if r.problem or r.run.error_line else "")
+           for r in bad] or ["None."]
+    md += ["", "Relaunch the same command to rerun failed runs and resume unfinished ones "
+           "(finished runs are skipped).", ""]
+    return "\n".join(md)
+
+
+def report(name: str, size: str, sweep_dir: Path, out: Path, command: list[str], baseline: str | None,
+           reps: int) -> tuple[int, Path]:
+    reports = validate_all(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validate.txt").write_text("\n\n".join(val.format_report(r) for r in reports) + "\n")
+    result = cmp.compare([sweep_dir], out, METRIC, baseline, reps=reps)
+    secondary = secondary_table(result["rows"], reps)
+    (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n")
+    summary = out / "summary.md"
+    summary.write_text(summary_markdown(name, size, sweep_dir, command, result, result.get("baseline"), reports,
+                                        secondary, reps))
+    print(summary.read_text())
+    ok = not result["problems"] and not any(r.verdict in ("FAIL", "ERROR") for r in reports)
+    return (0 if ok else 1), summary
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="run (or resume), validate and compare an ablation; write a report",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", help="an experiment in experiments/ with a sweep: "
+                                      + ", ".join(experiments()))
+    p.add_argument("--size", default=DEFAULT_SIZE, help="conf/size option: full (SPEC) or smoke")
+    p.add_argument("--sweep-dir", type=Path, help="default: multirun/EXPERIMENT/SIZE (as the experiment)")
+    p.add_argument("--out", type=Path, help="report folder (default: SWEEP_DIR/report)")
+    p.add_argument("--launcher", default="joblib",
+                   help="joblib (parallel on this machine, default), basic (one after another), or a "
+                        "conf/hydra/launcher option such as slurm, submitit_local, ray")
+    p.add_argument("--jobs", type=int, default=0, help="joblib: parallel jobs (default: one per core)")
+    p.add_argument("--baseline", help="baseline group (default: the experiment's, e.g. clipping=none)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--no-run", action="store_true", help="do not launch the sweep; report on what is there")
+    p.set_defaults(passthrough=[])  # filled by av_td3.cli from the arguments after "--"
+
+
+def run(args: argparse.Namespace) -> int:
+    known = experiments()
+    if args.experiment not in known:
+        print(f"av-td3 report: unknown experiment {args.experiment!r}; experiments with a sweep: "
+              f"{', '.join(known)}", file=sys.stderr)
+        return 2
+    sweep_dir = (args.sweep_dir or Path("multirun") / args.experiment / args.size).absolute()
+    cmd = sweep_command(args.experiment, args.size, sweep_dir, args.launcher, args.jobs, args.passthrough)
+    if not args.no_run:
+        code = run_sweep(cmd)
+        if code:  # a failed job fails the sweep process; the others ran, so report what is there
+            print(f"av-td3 report: the sweep exited with status {code}; reporting what it produced",
+                  file=sys.stderr)
+    if not sweep_dir.is_dir() or not any(sweep_dir.rglob("config.yaml")):
+        print(f"av-td3 report: no runs in {sweep_dir}" + (" (drop --no-run to launch the sweep)"
+                                                          if args.no_run else ""), file=sys.stderr)
+        return 2
+    baseline = args.baseline or BASELINES.get(args.experiment)
+    try:
+        code, summary = report(args.experiment, args.size, sweep_dir, args.out or sweep_dir / "report", cmd,
+                               baseline, args.reps)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"av-td3 report: {e}", file=sys.stderr)
+        return 2
+    print(f"report written to {summary.parent}")
+    return code
