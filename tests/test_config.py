@@ -98,3 +98,16 @@ def test_cfg_job_prints_the_composed_config():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0
     assert "max_norm: 1.0" in r.stdout and "npc_vehicles: 20" in r.stdout
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "JoblibLauncher"), ("local", "JoblibLauncher"), ("submitit_local", "LocalLauncher"),
+    ("submitit_slurm", "SlurmLauncher"), ("slurm", "SlurmLauncher"), ("ray", "RayLauncher"),
+])
+def test_launchers_compose(compose, launcher, target):
+    if launcher == "ray":
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the [ray] extra is not installed")
+    cfg = compose(["+experiment=clipping_ablation", f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":  # the preset: preemption requeues and the run resumes from its checkpoint
+        assert cfg.hydra.launcher.max_num_timeout > 0 and cfg.hydra.launcher.gpus_per_node == 1
