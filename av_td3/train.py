@@ -16,12 +16,12 @@ import traceback
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from av_td3 import config_dir
+from av_td3.analysis.runs import DONE, ERROR, RESULTS  # the run directory's file names
 from av_td3.config import ConfigError, register_configs, validate
 
 log = logging.getLogger("av_td3")
@@ -54,14 +54,18 @@ def threads_per_job(requested: int) -> int:
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def train(raw_cfg: DictConfig) -> float:
-    from av_td3.trainer import DONE, RESULTS, Trainer  # heavy imports after Hydra has parsed the CLI
-
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     if (run_dir / DONE).exists():  # a relaunched sweep skips what already finished
         log.info("%s is finished (DONE marker); skipping", run_dir)
         return _final_return(run_dir / RESULTS)
+    # Heavy imports (torch, the simulators) only now: a parallel launcher's parent process, which only
+    # composes configs, and a skipped job never pay for them.
+    import torch
+
+    from av_td3.trainer import Trainer
+
     try:
         cfg = validate(raw_cfg)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
@@ -92,7 +96,7 @@ def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code:
     """Keep the error with the run (error.txt), then: in a sweep re-raise, so this job is marked failed
     and the others go on; in a single run print the message without a traceback and exit."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.txt").write_text(
+    (run_dir / ERROR).write_text(
         message + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     log.error("%s", message)
     if multirun:

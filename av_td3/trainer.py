@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from av_td3 import checkpoint, tags
+from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
 from av_td3.envs.factory import make_env
@@ -34,8 +35,6 @@ from av_td3.replay import ReplayBuffer
 
 log = logging.getLogger("av_td3")
 
-RESULTS = "results.json"
-DONE = "DONE"
 EVAL_SEED_OFFSET = 1_000_003  # eval episodes use their own seed stream, the same at every evaluation
 
 

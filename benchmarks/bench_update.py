@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--fill", type=int, default=5000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-sb3", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time av-td3 with agent.compile=true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -72,14 +73,17 @@ def main() -> None:
     fill(buf, a.fill, a.frames, a.image)
     contenders = {}
     for encoder in ("separate", "shared"):
-        agent = make_agent(a.image, a.frames, a.batch, a.device, reference_clipping(), encoder=encoder)
-        log = UpdateLog()
+        for compiled in (False, True) if a.compile else (False,):
+            agent = make_agent(a.image, a.frames, a.batch, a.device, reference_clipping(), encoder=encoder,
+                               compile=compiled)
+            log = UpdateLog()
 
-        def step(agent=agent, log=log):
-            log.record(agent.update(*buf.sample(a.batch)), 0)
-            log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
+            def step(agent=agent, log=log):
+                log.record(agent.update(*buf.sample(a.batch)), 0)
+                log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
 
-        contenders[f"av-td3 TD3 ({encoder} encoders, diagnostics on)"] = step
+            name = f"av-td3 TD3 ({encoder} encoders{', compiled' if compiled else ''}, diagnostics on)"
+            contenders[name] = step
     if not a.no_sb3:
         try:
             model = sb3_model(a.image, a.frames, a.batch, a.device, a.fill)
@@ -87,8 +91,10 @@ def main() -> None:
                                                                               batch_size=a.batch)
         except ImportError:
             print("stable-baselines3 not installed (pip install -e '.[bench]'): no peer figure")
-    for fn in contenders.values():  # warm-up (allocator, lazy init)
-        rate(fn, 2, a.device)
+    for name, fn in contenders.items():  # warm-up (allocator, lazy init, compilation)
+        warm = rate(fn, 2, a.device)
+        if "compiled" in name:
+            print(f"{name}: first 2 updates (compiling) took {2 / warm:.0f} s", flush=True)
     rates: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(a.rounds):
         for name, fn in contenders.items():
@@ -99,7 +105,7 @@ def main() -> None:
     peer = median(rates["SB3 TD3 (separate encoders)"]) if "SB3 TD3 (separate encoders)" in rates else None
     for name, r in rates.items():
         ratio = f"  = {median(r) / peer:.2f}x SB3" if peer else ""
-        print(f"{name:48s} {median(r):8.2f} updates/s{ratio}")
+        print(f"{name:58s} {median(r):8.2f} updates/s{ratio}")
 
 
 if __name__ == "__main__":

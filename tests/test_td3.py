@@ -144,3 +144,25 @@ def test_nan_in_batch_skips_update_without_touching_targets():
     for b, a in zip(before, after):
         assert torch.equal(b, a)
     assert agent.critic_step.health()["nonfinite_total"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_compiled_encoders_give_the_same_parameters(encoder):
+    import shutil
+
+    if not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler (c++/g++ not found)")
+    torch.manual_seed(0)
+    eager = make_agent(ClippingConfig(), encoder=encoder)
+    torch.manual_seed(0)
+    compiled = make_agent(ClippingConfig(), encoder=encoder, compile=True)
+    for i in range(4):
+        for agent in (eager, compiled):
+            torch.manual_seed(100 + i)
+            agent.update(*random_batch(i))
+    for a, b in zip(eager.actor.parameters(), compiled.actor.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(eager.critic_target.parameters(), compiled.critic_target.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert eager.critic.state_dict().keys() == compiled.critic.state_dict().keys()  # checkpoints match

@@ -50,10 +50,17 @@ class NatureCNN(nn.Module):
         # tensor-core friendly on GPU). The layout changes speed, never values.
         self.convs.to(memory_format=torch.channels_last)
 
-    def forward(self, image_u8: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def pixels(image_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, F, H, W) -> float32 channels-last, unscaled (0..255): what ``forward`` takes. The
+        update converts each batch once and feeds it to every encoder that reads it."""
+        return image_u8.contiguous(memory_format=torch.channels_last).float()  # faster than one .to()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``image``: uint8 (B, F, H, W), or ``pixels()`` of it."""
+        x = self.pixels(image) if image.dtype == torch.uint8 else image
         # Pixels are scaled to [-1, 1] inside the first convolution: conv(x / 127.5 - 1; W, b) =
         # conv(x; W / 127.5, b - sum(W)) without padding, which saves two passes over the batch.
-        x = image_u8.contiguous(memory_format=torch.channels_last).float()
         first = self.convs[0]
         x = F.conv2d(x, first.weight * (1.0 / 127.5), first.bias - first.weight.sum((1, 2, 3)),
                      first.stride)

@@ -27,7 +27,7 @@ class TD3Agent:
                  feature_dim: int, hidden_dims: Sequence[int], encoder: str, n_critics: int,
                  actor_lr: float, critic_lr: float, weight_decay: float, gamma: float, tau: float,
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
-                 exploration_noise: float):
+                 exploration_noise: float, compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
@@ -51,6 +51,10 @@ class TD3Agent:
         self.actor = Actor(actor_encoder, n_feat, vector_size, action_dim, hidden_dims).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        if compile:  # in place (Module.compile): state_dict keys, and so checkpoints, stay the same
+            for net in (self.critic, self.actor, self.critic_target, self.actor_target):
+                if net.encoder is not None:
+                    net.encoder.compile(dynamic=False)
 
         # fused=True: one kernel per step, and its found_inf skips non-finite steps on the device.
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr,
@@ -66,6 +70,10 @@ class TD3Agent:
         if encoder is None:  # vector-only observations (env=gym)
             return obs["vector"].new_zeros(obs["vector"].shape[0], 0)
         return encoder(obs["image"])
+
+    @staticmethod
+    def _pixels(obs: Obs) -> Obs:
+        return {**obs, "image": NatureCNN.pixels(obs["image"])} if "image" in obs else obs
 
     def policy(self, obs: Obs) -> torch.Tensor:
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
@@ -85,6 +93,8 @@ class TD3Agent:
     def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
                not_terminated: torch.Tensor) -> dict[str, torch.Tensor]:
         self.num_updates += 1
+        # uint8 -> float channels-last once per batch; up to three encoders read obs, two next_obs.
+        obs, next_obs = self._pixels(obs), self._pixels(next_obs)
 
         # Critic target: target policy smoothing, clipped double-Q; truncation still bootstraps.
         with torch.no_grad():

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
-# File names the trainer writes (av_td3.trainer / av_td3.train; not imported: they pull in torch).
+# The file names of a run directory: av_td3.trainer and av_td3.train write them, analysis reads them.
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 RESULTS = "results.json"
