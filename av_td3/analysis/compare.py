@@ -92,7 +92,8 @@ def _drop_shared_overrides(rows: list[RunRow]) -> None:
 def write_runs_csv(rows: list[RunRow], path: Path) -> None:
     import pandas as pd
 
-    records = [{"run": str(r.run.path), "group": r.group, "seed": r.seed, "status": r.status, **r.values}
+    records = [{"run": str(r.run.path), "group": r.group, "overrides": " ".join(r.run.overrides),
+                "seed": r.seed, "status": r.status, "problem": r.problem or r.run.error_line, **r.values}
                for r in rows]
     pd.DataFrame.from_records(records).to_csv(path, index=False)
 
