@@ -93,7 +93,9 @@ def write_runs_csv(rows: list[RunRow], path: Path) -> None:
     import pandas as pd
 
     records = [{"run": str(r.run.path), "group": r.group, "overrides": " ".join(r.run.overrides),
-                "seed": r.seed, "status": r.status, "problem": r.problem or r.run.error_line, **r.values}
+                "seed": r.seed, "status": r.status,
+                # a finished run may keep the error.txt of an earlier, failed attempt: not a problem now
+                "problem": r.problem or (r.run.error_line if r.status != "finished" else None), **r.values}
                for r in rows]
     pd.DataFrame.from_records(records).to_csv(path, index=False)
 
@@ -292,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"av-td3 compare: {e}", file=sys.stderr)
         return 2
-    print(f"{len(result['rows'])} runs, metric {args.metric}; {stats.CI_METHOD}"
+    print(f"{len(result['rows'])} runs, metric {args.metric}; {stats.ci_method(args.reps)}"
           + ("; * = P(improvement) CI excludes 0.5" if args.baseline else ""))
     if result["shared"]:
         print("every run: " + " ".join(result["shared"]))

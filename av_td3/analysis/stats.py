@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CI_METHOD = "95% stratified-bootstrap CI (rliable, percentile, 2000 resamples)"
+def ci_method(reps: int) -> str:
+    return f"95% stratified-bootstrap CI (rliable, percentile, {reps} resamples)"
 
 
 @dataclass(frozen=True)
