@@ -10,7 +10,6 @@ Returns the final evaluation's mean return, so a Hydra sweeper (Optuna) can opti
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -20,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from av_td3 import config_dir
+from av_td3 import available_cores, config_dir
 from av_td3.analysis.runs import DONE, ERROR, RESULTS  # the run directory's file names
 from av_td3.config import ConfigError, register_configs, validate
 
@@ -42,7 +41,7 @@ def threads_per_job(requested: int) -> int:
     """torch threads for this run: as asked, or this process's cores shared among parallel jobs."""
     if requested:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = available_cores()
     parallel = 1
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:

@@ -11,13 +11,13 @@ Each job gets its share of the cores (``torch_threads=0``): 2 threads each when 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from av_td3 import available_cores
 from common import median
 
 
@@ -46,8 +46,7 @@ def main() -> None:
                 times[mode].append(sweep(Path(tmp) / f"{mode}{r}", mode == "parallel", a.steps))
                 print(f"round {r}: {mode:10s} {times[mode][-1]:6.1f} s", flush=True)
     seq, par = median(times["sequential"]), median(times["parallel"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{cores} cores; two smoke jobs ({a.steps} steps each), whole `av-td3-train -m` command")
+    print(f"{available_cores()} cores; two smoke jobs ({a.steps} steps each), whole `av-td3-train -m` command")
     print(f"sequential (basic launcher)        {seq:6.1f} s")
     print(f"parallel (joblib, n_jobs=2)        {par:6.1f} s  = {par / seq:.2f}x sequential (target <= 0.6x)")
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,8 @@ from pathlib import Path
 from av_td3.analysis import compare as cmp
 from av_td3.analysis import stats
 from av_td3.analysis import validate as val
-from av_td3.analysis.runs import discover_runs
+from av_td3 import available_cores
+from av_td3.analysis.runs import discover_runs, find_run_paths
 
 # The group each experiment's other groups are measured against (compare's --baseline). Experiments
 # not listed (a grid, an Optuna search) are summarised without significance tests unless --baseline.
@@ -65,15 +65,11 @@ def sweep_command(name: str, size: str, sweep_dir: Path, launcher: str, jobs: in
     if size != DEFAULT_SIZE:
         cmd.append(f"size={size}")
     if launcher == "joblib":
-        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs or _cores()}"]
+        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs or available_cores()}"]
     elif launcher != "basic":
         cmd.append(f"hydra/launcher={launcher}")
     # trainer.progress_bar is not part of job names (conf/config.yaml), so resuming by hand still matches
     return cmd + [f"hydra.sweep.dir={sweep_dir}", "trainer.progress_bar=false", *overrides]
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_sweep(cmd: list[str]) -> int:
@@ -124,14 +120,20 @@ def significance_lines(table: list[dict], baseline: str | None) -> list[str]:
     return out
 
 
-def summary_markdown(name: str, size: str, sweep_dir: Path, command: list[str], result: dict,
-                     baseline: str | None, reports: list[val.RunReport], secondary: str, reps: int) -> str:
+def reproduce_command(name: str, size: str, overrides: list[str]) -> str:
+    return (f"av-td3 report {name}" + (f" --size {size}" if size != DEFAULT_SIZE else "")
+            + (" -- " + " ".join(overrides) if overrides else ""))
+
+
+def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path, command: list[str],
+                     result: dict, baseline: str | None, reports: list[val.RunReport], secondary: str,
+                     reps: int) -> str:
     rows = result["rows"]
     counts = {s: sum(r.status == s for r in rows) for s in ("finished", "failed", "stopped", "unfinished")}
     ns = sorted({e["n"] for e in result["table"] if "n" in e})
     verdicts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR")}
     md = [f"# {name} (size={size})", "",
-          f"Reproduce: `av-td3 report {name}" + (f" --size {size}" if size != DEFAULT_SIZE else "") + "`  ",
+          f"Reproduce: `{reproduce_command(name, size, overrides)}`  ",
           f"Sweep: `python {' '.join(command[1:])}`  ",
           *([f"Every run: `{' '.join(result['shared'])}`  "] if result["shared"] else []),
           f"Runs: {len(rows)} (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")  ",
@@ -167,8 +169,8 @@ def summary_markdown(name: str, size: str, sweep_dir: Path, command: list[str], 
     return "\n".join(md)
 
 
-def report(name: str, size: str, sweep_dir: Path, out: Path, command: list[str], baseline: str | None,
-           reps: int) -> tuple[int, Path]:
+def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Path, command: list[str],
+           baseline: str | None, reps: int) -> tuple[int, Path]:
     reports = validate_all(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "validate.txt").write_text("\n\n".join(val.format_report(r) for r in reports) + "\n")
@@ -176,8 +178,8 @@ def report(name: str, size: str, sweep_dir: Path, out: Path, command: list[str],
     secondary = secondary_table(result["rows"], reps)
     (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n")
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(name, size, sweep_dir, command, result, result.get("baseline"), reports,
-                                        secondary, reps))
+    summary.write_text(summary_markdown(name, size, overrides, sweep_dir, command, result,
+                                        result.get("baseline"), reports, secondary, reps))
     print(summary.read_text())
     ok = not result["problems"] and not any(r.verdict in ("FAIL", "ERROR") for r in reports)
     return (0 if ok else 1), summary
@@ -214,14 +216,14 @@ def run(args: argparse.Namespace) -> int:
         if code:  # a failed job fails the sweep process; the others ran, so report what is there
             print(f"av-td3 report: the sweep exited with status {code}; reporting what it produced",
                   file=sys.stderr)
-    if not sweep_dir.is_dir() or not any(sweep_dir.rglob("config.yaml")):
+    if not sweep_dir.is_dir() or not find_run_paths(sweep_dir):
         print(f"av-td3 report: no runs in {sweep_dir}" + (" (drop --no-run to launch the sweep)"
                                                           if args.no_run else ""), file=sys.stderr)
         return 2
     baseline = args.baseline or BASELINES.get(args.experiment)
     try:
-        code, summary = report(args.experiment, args.size, sweep_dir, args.out or sweep_dir / "report", cmd,
-                               baseline, args.reps)
+        code, summary = report(args.experiment, args.size, args.passthrough, sweep_dir,
+                               args.out or sweep_dir / "report", cmd, baseline, args.reps)
     except (FileNotFoundError, ValueError) as e:
         print(f"av-td3 report: {e}", file=sys.stderr)
         return 2
