@@ -69,7 +69,10 @@ def train(raw_cfg: DictConfig) -> float:
         cfg = validate(raw_cfg)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
         job_num = hc.job.num if multirun else 0
-        return Trainer(raw_cfg, cfg, run_dir, job_num=job_num, hparams=hparams_of(raw_cfg, hc)).run()
+        final_return = Trainer(raw_cfg, cfg, run_dir, job_num=job_num,
+                               hparams=hparams_of(raw_cfg, hc)).run()
+        _freeze_survivors()
+        return final_return
     except ConfigError as e:
         return _fail(run_dir, f"invalid config: {e}", multirun, exc=e, code=2)
     except Exception as e:  # noqa: BLE001 - recorded in the run dir, then re-raised or reported
@@ -113,6 +116,17 @@ def _final_return(results_path: Path) -> float:
 
 def main() -> None:
     train()
+
+
+def _freeze_survivors() -> None:
+    """After a job: collect its garbage, then move what survives (mostly modules: torch, dynamo,
+    highway-env, matplotlib) out of the collector's sight. Interpreter shutdown then takes ~0.25 s
+    instead of ~1.3 s, in a single run and in every launcher worker; the next job in the same process
+    is collected as usual."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":
