@@ -4,7 +4,7 @@ Both sides: separate NatureCNN encoders for actor and critic (SB3: share_feature
 4x84x84 uint8 images + a 53-float vector (SB3: MultiInputPolicy, its CombinedExtractor with a 512-wide
 NatureCNN, the equal of SPEC's network), MLPs 256-256, twin critics, policy delay 2, batch 256, the
 same replay contents. Ours runs with gradient diagnostics on (clipping=reference, every value fetched
-each update). Rounds alternate between the contenders; medians are reported.
+each update). Rounds alternate between the contenders; the ratio is the median of per-round ratios.
 
     python benchmarks/bench_update.py                  # CPU, 2 threads
     python benchmarks/bench_update.py --device cuda    # GPU, SB3 on the same GPU
@@ -13,6 +13,7 @@ each update). Rounds alternate between the contenders; medians are reported.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -54,6 +55,37 @@ def sb3_model(image: int, frames: int, batch: int, device: str, n_fill: int):
     return model
 
 
+SB3 = "SB3 TD3 (separate encoders)"
+
+
+def build_contenders(image: int, frames: int, batch: int, device: str, n_fill: int, compiled: bool,
+                     sb3: bool) -> dict[str, Callable[[], None]]:
+    """One training step each (replay sampling included), on the same replay contents. Ours logs like
+    the trainer at its most expensive setting: every gradient diagnostic fetched after every update."""
+    buf = ReplayBuffer(n_fill + 10, (frames, image, image), 53, 2, device=device)
+    fill(buf, n_fill, frames, image)
+    contenders: dict[str, Callable[[], None]] = {}
+    for encoder in ("separate", "shared"):
+        for compile_ in (False, True) if compiled else (False,):
+            agent = make_agent(image, frames, batch, device, reference_clipping(), encoder=encoder,
+                               compile=compile_)
+            log = UpdateLog()
+
+            def step(agent=agent, log=log):
+                log.record(agent.update(*buf.sample(batch)), 0)
+                log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
+
+            name = f"av-td3 TD3 ({encoder} encoders{', compiled' if compile_ else ''}, diagnostics on)"
+            contenders[name] = step
+    if sb3:
+        try:
+            model = sb3_model(image, frames, batch, device, n_fill)
+            contenders[SB3] = lambda: model.train(gradient_steps=1, batch_size=batch)
+        except ImportError:
+            print("stable-baselines3 not installed (pip install -e '.[bench]'): no peer figure")
+    return contenders
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", type=int, default=84)
@@ -69,28 +101,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    buf = ReplayBuffer(a.fill + 10, (a.frames, a.image, a.image), 53, 2, device=a.device)
-    fill(buf, a.fill, a.frames, a.image)
-    contenders = {}
-    for encoder in ("separate", "shared"):
-        for compiled in (False, True) if a.compile else (False,):
-            agent = make_agent(a.image, a.frames, a.batch, a.device, reference_clipping(), encoder=encoder,
-                               compile=compiled)
-            log = UpdateLog()
-
-            def step(agent=agent, log=log):
-                log.record(agent.update(*buf.sample(a.batch)), 0)
-                log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
-
-            name = f"av-td3 TD3 ({encoder} encoders{', compiled' if compiled else ''}, diagnostics on)"
-            contenders[name] = step
-    if not a.no_sb3:
-        try:
-            model = sb3_model(a.image, a.frames, a.batch, a.device, a.fill)
-            contenders["SB3 TD3 (separate encoders)"] = lambda: model.train(gradient_steps=1,
-                                                                              batch_size=a.batch)
-        except ImportError:
-            print("stable-baselines3 not installed (pip install -e '.[bench]'): no peer figure")
+    contenders = build_contenders(a.image, a.frames, a.batch, a.device, a.fill, a.compile, not a.no_sb3)
     for name, fn in contenders.items():  # warm-up (allocator, lazy init, compilation)
         warm = rate(fn, 2, a.device)
         if "compiled" in name:
@@ -102,9 +113,12 @@ def main() -> None:
     print(f"machine: {machine()}, device {a.device}")
     print(f"shapes: {a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}; "
           f"{a.rounds} rounds x {a.updates} updates (including replay sampling)")
-    peer = median(rates["SB3 TD3 (separate encoders)"]) if "SB3 TD3 (separate encoders)" in rates else None
+    peer = rates.get(SB3)
     for name, r in rates.items():
-        ratio = f"  = {median(r) / peer:.2f}x SB3" if peer else ""
+        ratio = ""
+        if peer:  # per-round ratios: each round times every contender back to back, so drift cancels
+            per_round = [x / y for x, y in zip(r, peer)]
+            ratio = f"  = {median(per_round):.2f}x SB3 (rounds {min(per_round):.2f}-{max(per_round):.2f})"
         print(f"{name:58s} {median(r):8.2f} updates/s{ratio}")
 
 

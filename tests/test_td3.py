@@ -36,8 +36,13 @@ def random_batch(seed: int, terminated_frac: float = 0.3):
 
 
 def enc(net, image):
-    """The encoder written plainly: scale pixels to [-1, 1], convolutions, linear (contiguous layout)."""
-    return net.encoder.linear(net.encoder.convs(image.float() / 127.5 - 1.0))
+    """The encoder written plainly, from its parameters alone: pixels scaled to [-1, 1], then
+    conv -> ReLU per layer, flatten, linear -> ReLU, all out of place and in the contiguous layout."""
+    x = image.float() / 127.5 - 1.0
+    for conv in (m for m in net.encoder.convs if isinstance(m, torch.nn.Conv2d)):
+        x = F.relu(F.conv2d(x, conv.weight.contiguous(), conv.bias, conv.stride))
+    linear = net.encoder.linear[0]
+    return F.relu(F.linear(x.flatten(1), linear.weight, linear.bias))
 
 
 def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float | None):

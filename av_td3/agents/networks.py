@@ -33,9 +33,13 @@ class NatureCNN(nn.Module):
         c_in = image_shape[0]
         convs: list[nn.Module] = []
         for c, k, s in zip(channels, kernels, strides):
-            convs += [nn.Conv2d(c_in, c, k, s), nn.ReLU()]  # no padding: see forward()
+            convs += [nn.Conv2d(c_in, c, k, s), nn.ReLU(inplace=True)]  # no padding: see forward()
             c_in = c
-        self.convs = nn.Sequential(*convs, nn.Flatten())
+        # The last ReLU goes after Flatten (elementwise, so the same function): flattening channels-last
+        # maps copies into a contiguous tensor, and a ReLU there has its backward read two tensors of the
+        # same layout instead of a strided mix. In-place ReLUs allocate nothing; a convolution's backward
+        # never reads its own output. Both save ~3-4% of an update on CPU; parameter names are unchanged.
+        self.convs = nn.Sequential(*convs[:-1], nn.Flatten(), nn.ReLU(inplace=True))
         with torch.no_grad():
             try:
                 n_flat = self.convs(torch.zeros(1, *image_shape)).shape[1]
@@ -44,7 +48,7 @@ class NatureCNN(nn.Module):
                     f"image {tuple(image_shape[1:])} is too small for the CNN (kernels {list(kernels)}, "
                     f"strides {list(strides)}): use a larger env.image_height/width or smaller "
                     f"agent.cnn_kernels") from e
-        self.linear = nn.Sequential(nn.Linear(n_flat, feature_dim), nn.ReLU())
+        self.linear = nn.Sequential(nn.Linear(n_flat, feature_dim), nn.ReLU(inplace=True))
         self.feature_dim = feature_dim
         # Channels-last convolutions: oneDNN's backward is 1.3-4x faster on CPU in this layout (and
         # tensor-core friendly on GPU). The layout changes speed, never values.
@@ -54,7 +58,9 @@ class NatureCNN(nn.Module):
     def pixels(image_u8: torch.Tensor) -> torch.Tensor:
         """uint8 (B, F, H, W) -> float32 channels-last, unscaled (0..255): what ``forward`` takes. The
         update converts each batch once and feeds it to every encoder that reads it."""
-        return image_u8.contiguous(memory_format=torch.channels_last).float()  # faster than one .to()
+        # One pass (read uint8, write float in the new layout): 4.7 ms for 256x4x84x84 with cold caches,
+        # against 5.8-7.7 ms for a uint8 transpose followed by a conversion.
+        return image_u8.to(torch.float32, memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``image``: uint8 (B, F, H, W), or ``pixels()`` of it."""
