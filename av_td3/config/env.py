@@ -80,6 +80,10 @@ class DrivingEnvConfig:
     max_episode_steps: int = 1000  # truncation (50 s at 20 Hz)
     max_lateral_deviation: float = 2.5  # m; beyond it the episode terminates (off road)
     goal_radius: float = 3.0  # m; within it of the goal the route is complete
+    # The nearest vehicle ahead within this range gives the obstacle distance and TTC (CARLA's obstacle
+    # sensor; the embedded simulator measures the same in the ego's lane corridor).
+    obstacle_range: float = 20.0  # m
+    npc_min_distance: float = 20.0  # m along the route between the ego's start and any NPC
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def check(self, key: str = "env") -> None:
@@ -88,6 +92,8 @@ class DrivingEnvConfig:
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
         check(self.max_lateral_deviation > 0, f"{key}.max_lateral_deviation", "must be positive")
         check(self.goal_radius > 0, f"{key}.goal_radius", "must be positive")
+        for name in ("obstacle_range", "npc_min_distance"):
+            check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
         self.reward.check(f"{key}.reward")
 
 
@@ -103,7 +109,6 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # Town01 spreads a scenario's NPCs over kilometres of road; the embedded route is a few hundred
     # metres, so only this fraction of scenario.npc_vehicles is placed on it.
     traffic_fraction: float = 0.25
-    npc_min_distance: float = 20.0  # m along the route between the ego's start and any NPC
     # Each NPC's initial and IDM target speed is drawn uniformly from [npc_min_speed, npc_max_speed].
     npc_min_speed: float = 5.0  # m/s
     npc_max_speed: float = 8.0  # m/s
@@ -111,7 +116,6 @@ class HighwayEnvConfig(DrivingEnvConfig):
     wheelbase: float = 2.875  # m (Tesla Model 3)
     max_acceleration: float = 3.0  # m/s^2 at full throttle
     max_deceleration: float = 8.0  # m/s^2 at full brake (braking stops the ego; it never reverses)
-    obstacle_range: float = 20.0  # m ahead within which the nearest vehicle is reported (as CARLA's sensor)
     # The image: a top-down view turned with the ego (heading up), (view_ahead + view_behind) / image_height
     # metres per pixel, rendered render_scale x render_scale samples per pixel and area-averaged.
     view_ahead: float = 30.0  # m
@@ -125,8 +129,7 @@ class HighwayEnvConfig(DrivingEnvConfig):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.traffic_fraction <= 1, "env.traffic_fraction",
               f"must be in [0, 1], got {self.traffic_fraction}")
-        for name in ("npc_min_distance", "wheelbase", "max_acceleration", "max_deceleration", "obstacle_range",
-                     "view_ahead"):
+        for name in ("wheelbase", "max_acceleration", "max_deceleration", "view_ahead"):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.npc_min_speed <= self.npc_max_speed, "env.npc_min_speed",
               f"need 0 <= npc_min_speed <= npc_max_speed, got {self.npc_min_speed}, {self.npc_max_speed}")
@@ -159,8 +162,6 @@ class CarlaEnvConfig(DrivingEnvConfig):
     camera_fov: float = 90.0  # degrees
     camera_x: float = 1.6  # m forward of the vehicle origin
     camera_z: float = 1.5  # m up
-    obstacle_range: float = 20.0  # m the obstacle sensor looks ahead (obstacle distance, TTC)
-    npc_min_distance: float = 20.0  # m between the ego's start and any NPC spawn point
 
     def __post_init__(self) -> None:
         self.check()
@@ -175,8 +176,6 @@ class CarlaEnvConfig(DrivingEnvConfig):
         check(self.max_reconnects >= 0, "env.max_reconnects", "must be >= 0")
         check(self.reconnect_delay >= 0, "env.reconnect_delay", "must be >= 0")
         check(0 < self.camera_fov < 180, "env.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
-        for name in ("obstacle_range", "npc_min_distance"):
-            check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
 
 
 @dataclass
