@@ -82,7 +82,8 @@ def train(raw_cfg: DictConfig) -> float:
 def hparams_of(cfg: DictConfig, hc) -> dict[str, float | int | str | bool]:
     """The HParams dashboard's columns: every group choice, then the settings an ablation varies."""
     hp: dict[str, float | int | str | bool] = {
-        g: str(c) for g, c in hc.runtime.choices.items() if not g.startswith(("hydra/", "schema/"))}
+        g: str(c) for g, c in hc.runtime.choices.items()
+        if not g.startswith(("hydra/", "schema/", "size/"))}  # size/env, size/agent follow from the rest
     keys = ["seed", "scenario.npc_vehicles", "trainer.total_steps", "agent.batch_size", "agent.actor_lr",
             "agent.critic_lr", "agent.weight_decay", "agent.encoder"]
     keys += [f"clipping.{n}.{k}" for n in ("actor", "critic")

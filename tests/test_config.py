@@ -28,6 +28,21 @@ def test_every_combination_composes_and_validates(compose):
         assert cfg.agent is not None and cfg.env is not None, overrides
 
 
+@pytest.mark.parametrize("env", options("env"))
+@pytest.mark.parametrize("agent", options("agent"))
+def test_smoke_size_goes_with_every_env_and_agent(compose, env, agent):
+    """size=smoke shrinks each part where it has something to shrink (conf/size/env, conf/size/agent)."""
+    overrides = [f"env={env}", f"agent={agent}", "size=smoke"]
+    if env == "gym" and agent == "classical":
+        pytest.skip("the classical controller needs a driving env")
+    cfg = validate(compose(overrides))
+    assert cfg.trainer.total_steps == 600
+    if env != "gym":
+        assert (cfg.env.image_height, cfg.env.max_episode_steps) == (36, 150)
+    if agent != "classical":
+        assert (list(cfg.agent.cnn_channels), cfg.agent.batch_size) == ([8, 16, 16], 32)
+
+
 def test_clipping_options_carry_the_reference_limits(compose):
     ref = validate(compose(["clipping=reference"])).clipping
     assert (ref.actor.mode, ref.actor.max_norm, ref.critic.max_norm) == ("norm", 1.0, 10.0)
