@@ -65,6 +65,7 @@ def train(raw_cfg: DictConfig) -> float:
 
     from av_td3.trainer import Trainer
 
+    _archive_error(run_dir)
     try:
         cfg = validate(raw_cfg)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
@@ -106,6 +107,17 @@ def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code:
         raise exc
     print(f"av-td3-train: {message}\n(traceback in {run_dir / 'error.txt'})", file=sys.stderr)
     sys.exit(code)
+
+
+def _archive_error(run_dir: Path) -> None:
+    """A job relaunched after a failure keeps that failure's error.txt as error.<n>.txt: the run
+    directory then tells what the current attempt did, and no earlier failure is lost."""
+    error = run_dir / ERROR
+    if error.exists():
+        n = 1
+        while (run_dir / f"error.{n}.txt").exists():
+            n += 1
+        error.rename(run_dir / f"error.{n}.txt")
 
 
 def _final_return(results_path: Path) -> float:

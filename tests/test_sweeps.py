@@ -53,8 +53,9 @@ def test_a_failed_job_leaves_the_others_and_reruns_on_relaunch(sweep):
     first = sweep.first
     assert first.returncode == 1, first.stderr[-3000:]  # report written, with a failed run
     assert "the sweep exited with status" in first.stderr
-    error = (sweep.failing / "error.txt").read_text()
+    error = (sweep.failing / "error.1.txt").read_text()  # kept, renamed when the job ran again
     assert "cannot load checkpoint" in error and "Traceback" in error
+    assert not (sweep.failing / "error.txt").exists()  # the rerun succeeded
     assert set(sweep.done_before) == {job_dir(sweep.dir, c, s) for c in GROUPS.values() for s in range(3)} - {
         sweep.failing}
     assert f"failed: `{sweep.failing.name}` (RuntimeError: cannot load checkpoint" in first.stdout
@@ -82,7 +83,7 @@ def test_report_folder(sweep):
     assert "### Significant differences" in summary and "`clipping=none`" in summary
     assert "| clipping=reference | 3 |" in summary
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 6 and runs["problem"].isna().all()  # the rerun job's old error.txt is history
+    assert len(runs) == 6 and runs["problem"].isna().all()  # the rerun job's old error is history
 
 
 def raw_events(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
