@@ -83,6 +83,8 @@ class Trainer:
         updates = UpdateLog()
         self._install_signal_handlers()
         start, start_step = time.monotonic(), self.step
+        log.info("start: step %d of %d on %s, %d torch threads; run dir %s", self.step, t.total_steps,
+                 self.device, torch.get_num_threads(), self.run_dir)
         checkpoint_due = False
         logged_at = getattr(self.agent, "num_updates", 0)  # the update count at the last log
         bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="step",
