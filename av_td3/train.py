@@ -63,8 +63,10 @@ def train(raw_cfg: DictConfig) -> float:
     # composes configs, and a skipped job never pay for them.
     import torch
 
+    from av_td3.allocator import tune_allocator
     from av_td3.trainer import Trainer
 
+    tune_allocator()  # before the first large buffer: updates then reuse heap memory (allocator.py)
     _archive_error(run_dir)
     try:
         cfg = validate(raw_cfg)
@@ -86,7 +88,7 @@ def hparams_of(cfg: DictConfig, hc) -> dict[str, float | int | str | bool]:
         g: str(c) for g, c in hc.runtime.choices.items()
         if not g.startswith(("hydra/", "schema/", "size/"))}  # size/env, size/agent follow from the rest
     keys = ["seed", "scenario.npc_vehicles", "trainer.total_steps", "agent.batch_size", "agent.actor_lr",
-            "agent.critic_lr", "agent.weight_decay", "agent.encoder"]
+            "agent.critic_lr", "agent.weight_decay", "agent.encoder", "agent.precision"]
     keys += [f"clipping.{n}.{k}" for n in ("actor", "critic")
              for k in ("mode", "max_norm", "cnn_max_norm", "mlp_max_norm", "clip_value")]
     for key in keys:

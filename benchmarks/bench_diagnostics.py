@@ -16,6 +16,7 @@ import argparse
 import torch
 
 from av_td3.agents.networks import parameter_groups
+from av_td3.allocator import tune_allocator
 from av_td3.logger import UpdateLog
 from common import machine, make_agent, median, random_batch, rate, reference_clipping
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
+    tune_allocator()  # as every av-td3 training process does (av_td3/allocator.py)
     torch.set_num_threads(a.threads)
     clipping = reference_clipping()
     on = make_agent(a.image, a.frames, a.batch, a.device, clipping)

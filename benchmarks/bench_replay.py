@@ -11,6 +11,7 @@ import argparse
 import numpy as np
 import torch
 
+from av_td3.allocator import tune_allocator
 from av_td3.envs.contract import FrameStack
 from av_td3.replay import ReplayBuffer
 from common import machine, make_agent, median, rate, reference_clipping
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--fill", type=int, default=20_000)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    tune_allocator()  # as every av-td3 training process does (av_td3/allocator.py)
     torch.set_num_threads(a.threads)
     buf = ReplayBuffer(a.fill + 10, (a.frames, a.image, a.image), 53, 2)
     fill(buf, a.fill, a.frames, a.image)

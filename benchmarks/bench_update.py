@@ -1,27 +1,70 @@
-"""TD3 update throughput against Stable-Baselines3 on SPEC's architecture, in one process run.
+"""TD3 update throughput against Stable-Baselines3 on SPEC's architecture, in one benchmark run.
 
 Both sides: separate NatureCNN encoders for actor and critic (SB3: share_features_extractor=False),
 4x84x84 uint8 images + a 53-float vector (SB3: MultiInputPolicy, its CombinedExtractor with a 512-wide
 NatureCNN, the equal of SPEC's network), MLPs 256-256, twin critics, policy delay 2, batch 256, the
-same replay contents. Ours runs with gradient diagnostics on (clipping=reference, every value fetched
-each update). Rounds alternate between the contenders; the ratio is the median of per-round ratios.
+same replay contents; one training step each, replay sampling included. Ours runs with gradient
+diagnostics on (clipping=reference, every value fetched after every update).
+
+Each contender runs in a process of its own, set up as its framework sets up a training process:
+av-td3's keeps batch-sized buffers in the heap (``av_td3.allocator``), SB3's uses glibc's defaults.
+A shared process would hand the allocator setting, and each side's heap fragmentation, to the other.
+SB3 also runs a second time with av-td3's allocator setting: the ratio against it compares the two
+updates on an equal footing. The parent times one round of every contender in turn (the others wait,
+idle), so drift on the machine hits all of them alike; each ratio is the median of per-round ratios.
 
     python benchmarks/bench_update.py                  # CPU, 2 threads
+    python benchmarks/bench_update.py --quick          # fewer contenders (no bf16, no tuned SB3)
     python benchmarks/bench_update.py --device cuda    # GPU, SB3 on the same GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from av_td3.allocator import tune_allocator
 from av_td3.logger import UpdateLog
 from av_td3.replay import ReplayBuffer
 from bench_replay import fill
 from common import machine, make_agent, median, rate, reference_clipping
+
+
+@dataclass(frozen=True)
+class Contender:
+    framework: str  # "av-td3" or "sb3"
+    encoder: str = "separate"
+    precision: str = "float32"
+    compiled: bool = False
+    tuned_allocator: bool = True
+
+    @property
+    def name(self) -> str:
+        if self.framework == "sb3":
+            alloc = "av-td3's" if self.tuned_allocator else "default"
+            return f"SB3 TD3 (separate encoders, {alloc} allocator)"
+        extra = (", bf16" if self.precision == "bfloat16" else "") + (", compiled" if self.compiled else "")
+        return f"av-td3 TD3 ({self.encoder} encoders{extra}, diagnostics on)"
+
+
+SB3_DEFAULT = Contender("sb3", tuned_allocator=False)
+SB3_TUNED = Contender("sb3", tuned_allocator=True)
+
+
+def contenders(compiled: bool, quick: bool, sb3: bool) -> list[Contender]:
+    out = [Contender("av-td3", enc) for enc in ("separate", "shared")]
+    if not quick:
+        out += [Contender("av-td3", enc, precision="bfloat16") for enc in ("separate", "shared")]
+    if compiled:
+        out += [Contender("av-td3", enc, compiled=True) for enc in ("separate", "shared")]
+    if sb3:
+        out += [SB3_DEFAULT] + ([] if quick else [SB3_TUNED])
+    return out
 
 
 def sb3_model(image: int, frames: int, batch: int, device: str, n_fill: int):
@@ -55,35 +98,45 @@ def sb3_model(image: int, frames: int, batch: int, device: str, n_fill: int):
     return model
 
 
-SB3 = "SB3 TD3 (separate encoders)"
+def build(c: Contender, image: int, frames: int, batch: int, device: str, n_fill: int
+          ) -> Callable[[], None]:
+    """One training step of ``c`` in this process. Ours logs like the trainer at its most expensive
+    setting: every gradient diagnostic fetched after every update."""
+    if c.framework == "sb3":
+        model = sb3_model(image, frames, batch, device, n_fill)
+        return lambda: model.train(gradient_steps=1, batch_size=batch)
+    buf = ReplayBuffer(n_fill + 10, (frames, image, image), 53, 2, device=device)
+    fill(buf, n_fill, frames, image)
+    agent = make_agent(image, frames, batch, device, reference_clipping(), encoder=c.encoder,
+                       precision=c.precision, compile=c.compiled)
+    log = UpdateLog()
+
+    def step():
+        log.record(agent.update(*buf.sample(batch)), 0)
+        log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
+
+    return step
 
 
 def build_contenders(image: int, frames: int, batch: int, device: str, n_fill: int, compiled: bool,
                      sb3: bool) -> dict[str, Callable[[], None]]:
-    """One training step each (replay sampling included), on the same replay contents. Ours logs like
-    the trainer at its most expensive setting: every gradient diagnostic fetched after every update."""
-    buf = ReplayBuffer(n_fill + 10, (frames, image, image), 53, 2, device=device)
-    fill(buf, n_fill, frames, image)
-    contenders: dict[str, Callable[[], None]] = {}
-    for encoder in ("separate", "shared"):
-        for compile_ in (False, True) if compiled else (False,):
-            agent = make_agent(image, frames, batch, device, reference_clipping(), encoder=encoder,
-                               compile=compile_)
-            log = UpdateLog()
+    """The float32 contenders built in this one process (for ``profile_update.py``)."""
+    if not tune_allocator():
+        print("note: allocator thresholds not set (not glibc)")
+    cs = contenders(compiled, quick=True, sb3=sb3)
+    return {c.name: build(c, image, frames, batch, device, n_fill) for c in cs}
 
-            def step(agent=agent, log=log):
-                log.record(agent.update(*buf.sample(batch)), 0)
-                log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
 
-            name = f"av-td3 TD3 ({encoder} encoders{', compiled' if compile_ else ''}, diagnostics on)"
-            contenders[name] = step
-    if sb3:
-        try:
-            model = sb3_model(image, frames, batch, device, n_fill)
-            contenders[SB3] = lambda: model.train(gradient_steps=1, batch_size=batch)
-        except ImportError:
-            print("stable-baselines3 not installed (pip install -e '.[bench]'): no peer figure")
-    return contenders
+def _worker(conn, c: Contender, a: argparse.Namespace) -> None:
+    """A contender's own process: build it, warm it up, then time one round per request."""
+    torch.set_num_threads(a.threads)
+    if c.tuned_allocator:
+        tune_allocator()
+    fn = build(c, a.image, a.frames, a.batch, a.device, a.fill)
+    warm = rate(fn, 2, a.device)  # allocator, lazy init, compilation
+    conn.send(2 / warm)
+    while (n := conn.recv()) is not None:
+        conn.send(rate(fn, n, a.device))
 
 
 def main() -> None:
@@ -92,34 +145,53 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--updates", type=int, default=6, help="updates per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fill", type=int, default=5000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-sb3", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="float32 av-td3 and default-allocator SB3 only")
     ap.add_argument("--compile", action="store_true", help="also time av-td3 with agent.compile=true")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.no_sb3 is False:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            print("stable-baselines3 not installed (pip install -e '.[bench]'): no peer figure")
+            a.no_sb3 = True
+    cs = contenders(a.compile, a.quick, not a.no_sb3)
 
-    contenders = build_contenders(a.image, a.frames, a.batch, a.device, a.fill, a.compile, not a.no_sb3)
-    for name, fn in contenders.items():  # warm-up (allocator, lazy init, compilation)
-        warm = rate(fn, 2, a.device)
-        if "compiled" in name:
-            print(f"{name}: first 2 updates (compiling) took {2 / warm:.0f} s", flush=True)
-    rates: dict[str, list[float]] = {k: [] for k in contenders}
+    ctx = mp.get_context("spawn")  # fresh interpreters: nothing of the parent's process state leaks in
+    pipes = []
+    for c in cs:  # built one at a time, so construction and warm-up never compete for the cores
+        parent, child = ctx.Pipe()
+        ctx.Process(target=_worker, args=(child, c, a), daemon=True).start()
+        warm_s = parent.recv()
+        if c.compiled:
+            print(f"{c.name}: first 2 updates (compiling) took {warm_s:.0f} s", flush=True)
+        pipes.append(parent)
+    rates: dict[Contender, list[float]] = {c: [] for c in cs}
     for _ in range(a.rounds):
-        for name, fn in contenders.items():
-            rates[name].append(rate(fn, a.updates, a.device))
-    print(f"machine: {machine()}, device {a.device}")
-    print(f"shapes: {a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}; "
-          f"{a.rounds} rounds x {a.updates} updates (including replay sampling)")
-    peer = rates.get(SB3)
-    for name, r in rates.items():
-        ratio = ""
-        if peer:  # per-round ratios: each round times every contender back to back, so drift cancels
-            per_round = [x / y for x, y in zip(r, peer)]
-            ratio = f"  = {median(per_round):.2f}x SB3 (rounds {min(per_round):.2f}-{max(per_round):.2f})"
-        print(f"{name:58s} {median(r):8.2f} updates/s{ratio}")
+        for c, pipe in zip(cs, pipes):
+            pipe.send(a.updates)
+            rates[c].append(pipe.recv())
+    for pipe in pipes:
+        pipe.send(None)
+
+    print(f"machine: {machine(a.threads)}, device {a.device}")
+    print(f"shapes: {a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}; {a.rounds} rounds x "
+          f"{a.updates} updates (replay sampling included); one process per contender")
+    peers = [p for p in (SB3_DEFAULT, SB3_TUNED) if p in rates]
+    header = "".join(f"  vs {'SB3 default' if p is SB3_DEFAULT else 'SB3 same alloc.':>25s}" for p in peers)
+    print(f"{'':62s} {'updates/s':>10s}{header}")
+    for c, r in rates.items():
+        cells = ""
+        for p in peers:  # per-round ratios: each round times every contender back to back
+            per_round = [x / y for x, y in zip(r, rates[p])]
+            cells += f"  {median(per_round):5.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f})"
+        print(f"{c.name:62s} {median(r):10.2f}{cells}")
+    print("targets: separate float32 >= 1.5x, shared float32 >= 3x SB3 (bf16 rows change results at bf16 "
+          "precision and are not counted)")
 
 
 if __name__ == "__main__":

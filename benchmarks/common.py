@@ -57,7 +57,20 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def machine() -> str:
+def machine(threads: int | None = None) -> str:
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-            f"{gpu}, torch {torch.__version__}")
+    return (f"{cpu_name()}, {threads or torch.get_num_threads()} torch threads{gpu}, "
+            f"torch {torch.__version__}")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform knows, and its widest vector extension."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"

@@ -3,6 +3,9 @@ the contenders of ``bench_update.py`` (same shapes, same replay contents), with 
 
 Prints milliseconds per update by kind of work (self time of the leaf operators, so nothing is counted
 twice), then each convolution layer alone in both memory layouts: what the kernels themselves cost.
+All contenders share this one process and av-td3's allocator setting (``av_td3/allocator.py``), so
+SB3 is profiled without the page faults its default allocator costs (``bench_update.py`` times both).
+The profiler inflates some operators (large copies most): read the kinds against each other.
 
     python benchmarks/profile_update.py                # CPU, 2 threads, SPEC shapes
     python benchmarks/profile_update.py --updates 2    # quicker

@@ -81,6 +81,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["agent.batch_size=-1"], "agent.batch_size"),
     (["trainer.learning_starts=2000000"], "trainer.learning_starts"),
     (["agent.gamma=1.5"], "agent.gamma"),
+    (["agent.precision=float16"], "agent.precision"),
     (["clipping=reference", "clipping.actor.max_norm=-1"], "clipping.actor.max_norm"),
     (["clipping.critic.max_norm=5"], "clipping.critic"),  # a limit with mode none would be ignored
     (["env.frame_stack=0"], "env.frame_stack"),

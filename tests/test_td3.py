@@ -17,18 +17,25 @@ HP = dict(cnn_channels=[4, 8], cnn_kernels=[4, 3], cnn_strides=[2, 1], feature_d
           batch_size=8, exploration_noise=0.1)
 
 
-def make_agent(clipping: ClippingConfig, **over) -> TD3Agent:
-    spec = AgentSpec(image_shape=(3, 12, 12), vector_size=5, action_dim=2, device=torch.device("cpu"),
-                     clipping=clipping)
+# SPEC's networks and observation at a small batch: oneDNN picks other kernels at these sizes.
+SPEC_NETS = dict(cnn_channels=[32, 64, 64], cnn_kernels=[8, 4, 3], cnn_strides=[4, 2, 1], feature_dim=512,
+                 hidden_dims=[256, 256], batch_size=16)
+SPEC_SHAPES = dict(image_shape=(4, 84, 84), vector_size=53)
+
+
+def make_agent(clipping: ClippingConfig, image_shape=(3, 12, 12), vector_size=5, **over) -> TD3Agent:
+    spec = AgentSpec(image_shape=image_shape, vector_size=vector_size, action_dim=2,
+                     device=torch.device("cpu"), clipping=clipping)
     return TD3Agent(spec, **{**HP, **over})
 
 
-def random_batch(seed: int, terminated_frac: float = 0.3):
+def random_batch(seed: int, terminated_frac: float = 0.3, image_shape=(3, 12, 12), vector_size=5,
+                 batch_size=HP["batch_size"]):
     g = torch.Generator().manual_seed(seed)
-    B = HP["batch_size"]
-    img = lambda: torch.randint(0, 256, (B, 3, 12, 12), generator=g, dtype=torch.uint8)  # noqa: E731
-    obs = {"image": img(), "vector": torch.randn(B, 5, generator=g)}
-    nxt = {"image": img(), "vector": torch.randn(B, 5, generator=g)}
+    B = batch_size
+    img = lambda: torch.randint(0, 256, (B, *image_shape), generator=g, dtype=torch.uint8)  # noqa: E731
+    obs = {"image": img(), "vector": torch.randn(B, vector_size, generator=g)}
+    nxt = {"image": img(), "vector": torch.randn(B, vector_size, generator=g)}
     action = torch.rand(B, 2, generator=g) * 2 - 1
     reward = torch.randn(B, generator=g)
     not_term = (torch.rand(B, generator=g) > terminated_frac).float()
@@ -84,6 +91,21 @@ def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float |
     return update, (actor, critic, actor_t, critic_t)
 
 
+def updated_side_by_side(agent: TD3Agent, clip_actor, clip_critic, batches):
+    """Update the agent and a textbook copy of it on the same batches with the same noise; yield
+    (name, ours, textbook's) for every parameter of the four networks."""
+    update, ref_nets = textbook_td3(agent, clip_actor, clip_critic)
+    for i, batch in enumerate(batches):
+        torch.manual_seed(100 + i)
+        agent.update(*batch)
+        torch.manual_seed(100 + i)
+        update(*batch)
+    ours = (agent.actor, agent.critic, agent.actor_target, agent.critic_target)
+    for net, mine, ref in zip(("actor", "critic", "actor_target", "critic_target"), ours, ref_nets):
+        for (name, p), q in zip(mine.named_parameters(), ref.parameters()):
+            yield f"{net}.{name}", p, q
+
+
 @pytest.mark.parametrize("clip", [None, (1.0, 10.0), (1e-3, 1e-2)])
 def test_update_matches_textbook_td3(clip):
     torch.manual_seed(0)
@@ -92,17 +114,62 @@ def test_update_matches_textbook_td3(clip):
         clipping = ClippingConfig(actor=NetClipConfig(mode="norm", max_norm=clip[0]),
                                   critic=NetClipConfig(mode="norm", max_norm=clip[1]))
     agent = make_agent(clipping)
-    update, ref_nets = textbook_td3(agent, *(clip or (None, None)))
-    for i in range(6):
-        batch = random_batch(i)
-        torch.manual_seed(100 + i)
-        agent.update(*batch)
-        torch.manual_seed(100 + i)
-        update(*batch)
-    ours = (agent.actor, agent.critic, agent.actor_target, agent.critic_target)
-    for mine, ref in zip(ours, ref_nets):
-        for (name, p), q in zip(mine.named_parameters(), ref.parameters()):
-            torch.testing.assert_close(p, q, rtol=2e-5, atol=2e-6, msg=name)
+    batches = [random_batch(i) for i in range(6)]
+    for name, p, q in updated_side_by_side(agent, *(clip or (None, None)), batches):
+        torch.testing.assert_close(p, q, rtol=2e-5, atol=2e-6, msg=name)
+
+
+def test_update_matches_textbook_td3_at_spec_shapes():
+    """The fast update (channels-last and NCHW encoders, scaling folded into conv1, in-place ReLUs)
+    against the plain one on SPEC's 4x84x84 + 53 observation and full-width networks."""
+    torch.manual_seed(0)
+    clipping = ClippingConfig(actor=NetClipConfig(mode="norm", max_norm=1.0),
+                              critic=NetClipConfig(mode="norm", max_norm=10.0))
+    agent = make_agent(clipping, **SPEC_SHAPES, **SPEC_NETS)
+    batches = [random_batch(i, **SPEC_SHAPES, batch_size=SPEC_NETS["batch_size"]) for i in range(4)]
+    # Elementwise, Adam amplifies rounding where a gradient element is as small as its eps (1e-8): at
+    # these sizes a handful of the 3.8M weights differ by up to ~3e-5 (the old encoder did the same).
+    # So: every element within a tenth of one Adam step (lr 1e-3), each tensor within 1e-5 in norm. A
+    # wrong layout, scaling or gradient moves most elements by a whole step.
+    for name, p, q in updated_side_by_side(agent, 1.0, 10.0, batches):
+        assert (p - q).abs().max() < 1e-4, name
+        assert (p - q).norm() <= 1e-5 * q.norm(), name
+
+
+def test_encoder_layouts_give_the_same_features():
+    """Training encoders read channels-last pixels, no-grad ones NCHW: the same features either way."""
+    agent = make_agent(ClippingConfig(), **SPEC_SHAPES, **SPEC_NETS)
+    image = random_batch(0, **SPEC_SHAPES, batch_size=8)[0]["image"]
+    encoder = agent.critic.encoder
+    with torch.no_grad():
+        cl, nchw = (encoder(encoder.pixels(image, channels_last=c)) for c in (True, False))
+        torch.testing.assert_close(cl, nchw, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(cl, enc(agent.critic, image), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_encoders_follow_float32_at_bf16_precision():
+    """agent.precision=bfloat16: parameters, gradients and their norms stay float32, the features
+    agree with float32 to bf16's precision, and a few updates move the parameters the same way."""
+    torch.manual_seed(0)
+    fp32 = make_agent(ClippingConfig(), **SPEC_SHAPES, **SPEC_NETS)
+    torch.manual_seed(0)
+    bf16 = make_agent(ClippingConfig(), precision="bfloat16", **SPEC_SHAPES, **SPEC_NETS)
+    start = [p.detach().clone() for p in fp32.critic.parameters()]
+    image = random_batch(0, **SPEC_SHAPES, batch_size=8)[0]["image"]
+    with torch.no_grad():
+        f32, f16 = fp32.critic.encoder(image), bf16.critic.encoder(image)
+    assert f16.dtype == torch.float32
+    assert (f16 - f32).norm() / f32.norm() < 2e-2
+    for i in range(4):
+        for agent in (fp32, bf16):
+            torch.manual_seed(100 + i)
+            m = agent.update(*random_batch(i, **SPEC_SHAPES, batch_size=SPEC_NETS["batch_size"]))
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in bf16.critic.parameters())
+    grads = [p.grad for p in bf16.actor.parameters()]
+    assert float(m["actor_before"]) == pytest.approx(float(torch.nn.utils.get_total_norm(grads)), rel=1e-5)
+    moved32 = torch.cat([(p.detach() - s).flatten() for p, s in zip(fp32.critic.parameters(), start)])
+    moved16 = torch.cat([(p.detach() - s).flatten() for p, s in zip(bf16.critic.parameters(), start)])
+    assert F.cosine_similarity(moved32, moved16, dim=0) > 0.9
 
 
 def test_actor_metrics_only_on_actor_updates_and_terminal_targets():

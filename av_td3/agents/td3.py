@@ -10,6 +10,7 @@ returns device tensors and never syncs with the host.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,7 +20,13 @@ from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups
 from av_td3.agents.spec import AgentSpec
 from av_td3.gradients import GuardedStep
 
+log = logging.getLogger("av_td3")
+
 Obs = dict[str, torch.Tensor]  # {"image": uint8 (B, F, H, W) (absent without a camera), "vector": (B, V)}
+
+
+def _cpu_has_bf16() -> bool:
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 class TD3Agent:
@@ -27,7 +34,7 @@ class TD3Agent:
                  feature_dim: int, hidden_dims: Sequence[int], encoder: str, n_critics: int,
                  actor_lr: float, critic_lr: float, weight_decay: float, gamma: float, tau: float,
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
-                 exploration_noise: float, compile: bool = False):
+                 exploration_noise: float, precision: str = "float32", compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
@@ -39,8 +46,12 @@ class TD3Agent:
         def make_encoder() -> NatureCNN | None:
             if image_shape is None:
                 return None
-            return NatureCNN(image_shape, cnn_channels, cnn_kernels, cnn_strides, feature_dim)
+            return NatureCNN(image_shape, cnn_channels, cnn_kernels, cnn_strides, feature_dim, precision)
 
+        if precision == "bfloat16" and self.device.type == "cpu" and not _cpu_has_bf16():
+            log.warning("agent.precision=bfloat16 on a CPU without native bf16 instructions (AVX512-BF16 "
+                        "or AMX): oneDNN emulates them, and updates run several times slower than in "
+                        "float32")
         # Separate encoders (the reference): actor and critic each own a CNN with its own target.
         # Shared (DrQ-v2): the critic's CNN feeds the actor detached features and the targets.
         critic_encoder = make_encoder()
@@ -71,9 +82,10 @@ class TD3Agent:
             return obs["vector"].new_zeros(obs["vector"].shape[0], 0)
         return encoder(obs["image"])
 
-    @staticmethod
-    def _pixels(obs: Obs) -> Obs:
-        return {**obs, "image": NatureCNN.pixels(obs["image"])} if "image" in obs else obs
+    def _pixels(self, obs: Obs, channels_last: bool) -> Obs:
+        if "image" not in obs:
+            return obs
+        return {**obs, "image": self.critic.encoder.pixels(obs["image"], channels_last)}
 
     def policy(self, obs: Obs) -> torch.Tensor:
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
@@ -93,8 +105,9 @@ class TD3Agent:
     def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
                not_terminated: torch.Tensor) -> dict[str, torch.Tensor]:
         self.num_updates += 1
-        # uint8 -> float channels-last once per batch; up to three encoders read obs, two next_obs.
-        obs, next_obs = self._pixels(obs), self._pixels(next_obs)
+        # uint8 -> float once per batch; up to three encoders read obs, two next_obs. next_obs only
+        # meets no-grad encoders, which are faster in NCHW; obs trains the CNNs, in channels-last.
+        obs, next_obs = self._pixels(obs, channels_last=True), self._pixels(next_obs, channels_last=False)
 
         # Critic target: target policy smoothing, clipped double-Q; truncation still bootstraps.
         with torch.no_grad():
