@@ -166,7 +166,11 @@ def main() -> None:
     for c in cs:  # built one at a time, so construction and warm-up never compete for the cores
         parent, child = ctx.Pipe()
         ctx.Process(target=_worker, args=(child, c, a), daemon=True).start()
-        warm_s = parent.recv()
+        child.close()  # the worker holds the only other end: if it dies, recv() raises instead of waiting
+        try:
+            warm_s = parent.recv()
+        except EOFError:
+            raise SystemExit(f"{c.name}: its worker process died (traceback above)") from None
         if c.compiled:
             print(f"{c.name}: first 2 updates (compiling) took {warm_s:.0f} s", flush=True)
         pipes.append(parent)

@@ -31,8 +31,8 @@ class NatureCNN(nn.Module):
                  strides: Sequence[int], feature_dim: int, precision: str = "float32"):
         super().__init__()
         # bfloat16: the convolutions and the linear layer run under autocast (parameters, their
-        # gradients and the returned features stay float32); ~1.5-2x faster on CPUs with native bf16
-        # (AVX512-BF16, AMX) and on recent GPUs, at bf16's ~3 significant digits.
+        # gradients and the returned features stay float32); ~1.5x faster updates on CPUs with native bf16
+        # (AVX512-BF16, AMX), at bf16's ~3 significant digits.
         self.compute_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
         c_in = image_shape[0]
         convs: list[nn.Module] = []

@@ -35,8 +35,8 @@ class TD3Config:
     policy_delay: int = 2
     batch_size: int = 256
     exploration_noise: float = 0.1
-    # float32 (the reference), or bfloat16: the CNN encoders run under autocast, ~1.5-2x faster updates
-    # on CPUs with native bf16 (AVX512-BF16, AMX) and on recent GPUs; heads, losses, gradients and their
+    # float32 (the reference), or bfloat16: the CNN encoders run under autocast, ~1.5x faster updates
+    # on CPUs with native bf16 (AVX512-BF16, AMX); heads, losses, gradients and their
     # norms stay float32. It changes results at bf16's precision (~3 significant digits).
     precision: str = "float32"
     # torch.compile the CNN encoders (inductor; needs a C++ compiler on CPU): faster updates after a
