@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="float32 av-td3 and default-allocator SB3 only")
     ap.add_argument("--compile", action="store_true", help="also time av-td3 with agent.compile=true")
     a = ap.parse_args()
-    if a.no_sb3 is False:
+    if not a.no_sb3:
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:

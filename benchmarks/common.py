@@ -67,10 +67,9 @@ def cpu_name() -> str:
     """The CPU's model name (Linux), else what platform knows, and its widest vector extension."""
     name = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        name)
     except OSError:
         pass
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
