@@ -6,7 +6,7 @@ own, unmapped again on free (the threshold adapts upwards to what was freed, but
 and it trims free memory at the top of the heap back to the kernel; each time, the next update faults
 the same amount in afresh. At SPEC's shapes on a 2-core CPU that is up to 12,000 page faults per update
 for av-td3 and 43,000 for SB3: with these thresholds av-td3's update runs 2-20% faster (it varies with
-the heap's fragmentation) and SB3's 30-40% (``benchmarks/bench_update.py`` times SB3 both ways).
+the heap's fragmentation) and SB3's 18-41% (``benchmarks/bench_update.py`` times SB3 both ways).
 Fixed thresholds keep those blocks in the heap, reused from one update to the next once the heap holds
 the working set (after a few updates); the process keeps its peak working set, as it would under a
 caching allocator. Values never change.
