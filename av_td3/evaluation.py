@@ -24,7 +24,7 @@ def run_episode(agent, env: gym.Env, seed: int) -> dict[str, float]:
     obs, _ = env.reset(seed=seed)
     episode = EpisodeMetrics()
     while True:
-        obs, reward, terminated, truncated, info = env.step(agent.act(obs, explore=False))
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
         episode.add(reward, info)
         if terminated or truncated:
             return episode.result()

@@ -98,12 +98,21 @@ class GuardedStep:
     """One network's optimizer step: clip (``GradientClipper``), skip the step when the loss or any
     gradient is non-finite, and keep health counters. All on the device, without a host sync: the skip
     uses fused Adam's ``found_inf`` (the mechanism ``torch.amp.GradScaler`` uses), which leaves
-    parameters and optimizer state untouched."""
+    parameters and optimizer state untouched.
+
+    Every ``measure_every``-th step it also measures what the step did to the weights: the relative
+    update ||theta_after - theta_before|| / ||theta_before|| of the whole network (``update_ratio``) and
+    of each part (``update_ratio_<part>``), the frozen-or-not signal that gradient norms cannot give
+    (Adam rescales gradients; clipping and weight decay act in between). Measuring costs a copy and
+    three norms of the parameters, so it runs at the logging interval, not on every step."""
 
     def __init__(self, parts: dict[str, list[nn.Parameter]], cfg: NetClipConfig,
-                 optimizer: torch.optim.Optimizer):
+                 optimizer: torch.optim.Optimizer, measure_every: int = 1):
         self.clipper = GradientClipper(parts, cfg)
         self.optimizer = optimizer
+        self.measure_every = measure_every
+        self.steps = 0
+        self._before: dict[str, list[torch.Tensor]] | None = None  # allocated at the first measurement
         z = self.clipper._zero
         self.nonfinite_total = z.clone()  # updates skipped so far
         self.nonfinite_run = z.clone()  # skipped in a row, up to now
@@ -119,7 +128,13 @@ class GuardedStep:
         stats["finite"] = finite
         skipped = (~finite).float()
         self.optimizer.grad_scale, self.optimizer.found_inf = None, skipped
+        self.steps += 1
+        measure = self.steps % self.measure_every == 0
+        if measure:
+            weight_norms = self._snapshot()
         self.optimizer.step()
+        if measure:
+            stats.update(self._update_ratios(weight_norms))
         self.nonfinite_total += skipped
         self.nonfinite_run = (self.nonfinite_run + 1) * skipped
         self.nonfinite_max_run = torch.maximum(self.nonfinite_max_run, self.nonfinite_run)
@@ -130,6 +145,32 @@ class GuardedStep:
             self.alert_peak[level] = torch.where(fired, torch.maximum(self.alert_peak[level], value),
                                                  self.alert_peak[level])
         return stats
+
+    @torch.no_grad()
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        """Copy the parameters before the step; return each part's weight norm."""
+        parts = {k: v for k, v in self.clipper.parts.items() if v}
+        if self._before is None:
+            self._before = {k: [torch.empty_like(p) for p in ps] for k, ps in parts.items()}
+        norms = {}
+        for name, params in parts.items():
+            torch._foreach_copy_(self._before[name], [p.detach() for p in params])
+            norms[name] = get_total_norm(self._before[name], 2.0)
+        return norms
+
+    @torch.no_grad()
+    def _update_ratios(self, weight_norms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moves = {}
+        for name, before in self._before.items():
+            torch._foreach_sub_(before, [p.detach() for p in self.clipper.parts[name]])  # = -(step)
+            moves[name] = get_total_norm(before, 2.0)
+        out = {f"update_ratio_{k}": moves[k] / weight_norms[k].clamp_min(1e-12) for k in moves}
+        for part in self.clipper.parts:  # a part without parameters (the shared option's actor CNN)
+            out.setdefault(f"update_ratio_{part}", self.clipper._zero)
+        total_move = torch.linalg.vector_norm(torch.stack(list(moves.values())))
+        total_weight = torch.linalg.vector_norm(torch.stack(list(weight_norms.values())))
+        out["update_ratio"] = total_move / total_weight.clamp_min(1e-12)
+        return out
 
     def health(self) -> dict[str, torch.Tensor]:
         """Device tensors for the logger to fetch with everything else in its one sync."""
@@ -147,9 +188,10 @@ class GuardedStep:
 
     def state_dict(self) -> dict:
         return {"nonfinite_total": self.nonfinite_total, "nonfinite_run": self.nonfinite_run,
-                "alert_count": self.alert_count}
+                "alert_count": self.alert_count, "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state.get("steps", 0))  # the measurement schedule continues where it was
         self.nonfinite_total = state["nonfinite_total"].to(self.nonfinite_total.device)
         self.nonfinite_run = state["nonfinite_run"].to(self.nonfinite_run.device)
         self.nonfinite_max_run = self.nonfinite_run.clone()

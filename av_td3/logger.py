@@ -89,17 +89,20 @@ def _grad_tag(net: str, stat: str) -> str | None:
     if stat.startswith(("before_", "after_")):
         when, part = stat.split("_", 1)
         return tags.grad_norm(net, when.upper(), part)
+    if stat.startswith("update_ratio"):
+        part = stat[len("update_ratio_"):] or None
+        return tags.update_ratio(net, part)
     return {"clip_ratio": tags.clip_ratio(net), "clipped": tags.clipped(net)}.get(stat)
 
 
+STATS = ("before", "after", "before_cnn", "after_cnn", "before_mlp", "after_mlp", "clip_ratio", "clipped",
+         "update_ratio", "update_ratio_cnn", "update_ratio_mlp")
+
+
 CRITIC_TAGS = {"critic_loss": tags.CRITIC_LOSS, "q1": tags.Q1, "q2": tags.Q2}
-CRITIC_TAGS |= {f"critic_{s}": t for s in ("before", "after", "before_cnn", "after_cnn", "before_mlp",
-                                            "after_mlp", "clip_ratio", "clipped")
-                if (t := _grad_tag("critic", s))}
-ACTOR_TAGS = {"actor_loss": tags.ACTOR_LOSS}
-ACTOR_TAGS |= {f"actor_{s}": t for s in ("before", "after", "before_cnn", "after_cnn", "before_mlp",
-                                         "after_mlp", "clip_ratio", "clipped")
-               if (t := _grad_tag("actor", s))}
+CRITIC_TAGS |= {f"critic_{s}": t for s in STATS if (t := _grad_tag("critic", s))}
+ACTOR_TAGS = {"actor_loss": tags.ACTOR_LOSS, "actor_pre_tanh": tags.ACTOR_PRE_TANH}
+ACTOR_TAGS |= {f"actor_{s}": t for s in STATS if (t := _grad_tag("actor", s))}
 
 
 class UpdateLog:
@@ -112,9 +115,11 @@ class UpdateLog:
         self.actor_step = -1
 
     def record(self, metrics: dict[str, torch.Tensor], step: int) -> None:
-        self.critic, self.critic_step = metrics, step
+        # Merged, not replaced: a measurement taken on fewer updates (the update ratios) stays until the
+        # interval is fetched; everything else is the interval's latest update's.
+        self.critic, self.critic_step = {**self.critic, **metrics}, step
         if "actor_loss" in metrics:
-            self.actor, self.actor_step = metrics, step
+            self.actor, self.actor_step = {**self.actor, **metrics}, step
 
     def fetch(self, health: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict, dict]:
         """One host sync for everything: (critic values, actor values or {}, health values per net)."""
@@ -132,5 +137,5 @@ class UpdateLog:
             if "/" in key:
                 net, k = key.split("/", 1)
                 out_health[net][k] = value
-        self.actor = {}
+        self.critic, self.actor = {}, {}
         return critic, actor, out_health

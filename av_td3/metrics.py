@@ -7,7 +7,7 @@ scored alike. Episodes of envs without them (plain Gymnasium tasks) have return 
 Per episode (``EpisodeMetrics.result()``):
 
 =========================  =========================================================================
-return, length             sum of rewards; steps
+return, length             sum of rewards; env frames (an action-repeat step counts each of its frames)
 success                    1.0 if the route was completed (``route_completed`` on any step), else 0.0
 collisions, lane_invasions steps flagged ``collision`` / ``lane_invasion``
 distance_m, sim_time_s     sum of ``distance_travelled``; sum of ``dt`` (simulated, not wall-clock)
@@ -38,6 +38,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from av_td3.envs.action_repeat import frames_of
+
 MS_TO_KMH = 3.6
 # The info keys that mark a driving env's step (contract.StepQuantities); one is enough to tell.
 DRIVING_KEY = "distance_travelled"
@@ -67,6 +69,11 @@ class EpisodeMetrics:
         self._prev_accel: float | None = None
 
     def add(self, reward: float, info: Mapping) -> None:
+        frames = frames_of(info)  # an agent step of several env frames (action repeat): each counts
+        if frames is not None:
+            for frame_reward, frame_info in frames:
+                self.add(frame_reward, frame_info)
+            return
         self.total += float(reward)
         self.length += 1
         if DRIVING_KEY not in info:

@@ -80,24 +80,49 @@ class ReplayBuffer:
         self.starts[i] = True
         self.episode_open = not (terminated or truncated)
 
-    def sample(self, batch_size: int) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor]:
-        """(obs, action, reward, next_obs, not_terminated) as tensors on the buffer's device."""
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99
+               ) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """(obs, action, reward, next_obs, discount) as tensors on the buffer's device.
+
+        ``reward`` = sum_{j<m} gamma^j r_{t+j} and ``next_obs`` = s_{t+m}, with m = n_step or fewer where
+        the episode ends first (or where its next transition is not stored yet); ``discount`` = gamma^m,
+        0 when the last of those transitions terminated. n_step=1: r_t, s_{t+1}, gamma (1 - done)."""
         idx = self._sample_starts(batch_size)
-        nxt = (idx + 1) % self.capacity
+        reward = self.reward[idx]
+        terminated = self.terminated[idx]
+        last = idx  # the slot of the last transition summed
+        discount = torch.full_like(reward, gamma)
+        for _ in range(n_step - 1):
+            nxt = (last + 1) % self.capacity
+            # Go on through transitions of the same episode that are stored: an episode's final slot,
+            # and the current one's latest, start none (starts=False); after a termination, stop.
+            go = self.starts[nxt] & ~terminated
+            reward = reward + torch.where(go, discount * self.reward[nxt], 0.0)
+            terminated = terminated | (go & self.terminated[nxt])
+            discount = torch.where(go, discount * gamma, discount)
+            last = torch.where(go, nxt, last)
+        nxt = (last + 1) % self.capacity
         obs, next_obs = {VECTOR: self.vector[idx]}, {VECTOR: self.vector[nxt]}
         if self.frames is not None:
-            # One gather of stack+1 frames serves both stacks: obs = frames[:-1], next_obs = frames[1:].
-            # A frame k slots back belongs to the episode iff k <= frame_pos of the obs slot.
-            back = torch.arange(self.stack - 1, -2, -1, device=self.device)  # stack-1 ... 0, -1
-            slots = (idx[:, None] - back[None, :]) % self.capacity
-            in_episode = back[None, :] <= self.frame_pos[idx][:, None]
-            slots = torch.where(in_episode, slots, self.capacity)  # the zero row
-            # index_select copies whole frames (20x faster on CPU than advanced indexing's gather).
-            frames = self._frame_rows.index_select(0, slots.view(-1))
-            frames = frames.view(*slots.shape, *frames.shape[1:])
-            obs[IMAGE], next_obs[IMAGE] = frames[:, :-1], frames[:, 1:]
-        not_terminated = (~self.terminated[idx]).float()
-        return obs, self.action[idx], self.reward[idx], next_obs, not_terminated
+            if n_step == 1:
+                # One gather of stack+1 frames serves both stacks: obs = frames[:-1], next_obs = frames[1:].
+                frames = self._stacks(idx, self.stack + 1)
+                obs[IMAGE], next_obs[IMAGE] = frames[:, :-1], frames[:, 1:]
+            else:
+                obs[IMAGE], next_obs[IMAGE] = self._stacks(idx, self.stack), self._stacks(nxt, self.stack)
+        return obs, self.action[idx], reward, next_obs, discount * (~terminated).float()
+
+    def _stacks(self, idx: torch.Tensor, length: int) -> torch.Tensor:
+        """(B, length, H, W): the ``stack`` frames of slot idx's observation (oldest first), then, for
+        length = stack + 1, the next slot's newest frame. A frame k slots back belongs to the
+        episode iff k <= frame_pos of the slot; the others read the zero row."""
+        back = torch.arange(self.stack - 1, self.stack - 1 - length, -1, device=self.device)
+        slots = (idx[:, None] - back[None, :]) % self.capacity
+        in_episode = back[None, :] <= self.frame_pos[idx][:, None]
+        slots = torch.where(in_episode, slots, self.capacity)  # the zero row
+        # index_select copies whole frames (20x faster on CPU than advanced indexing's gather).
+        frames = self._frame_rows.index_select(0, slots.view(-1))
+        return frames.view(*slots.shape, *frames.shape[1:])
 
     def _sample_starts(self, n: int) -> torch.Tensor:
         """Uniform over slots that start a transition whose stacks are intact. Slots within ``stack``

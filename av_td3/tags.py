@@ -17,6 +17,7 @@ EPISODE_REWARD = "train/episode_reward"
 EPISODE_LENGTH = "train/episode_length"
 STEPS_PER_SECOND = "train/steps_per_second"
 EXPLORATION_NOISE = "train/exploration_noise"
+ACTOR_PRE_TANH = "train/actor_pre_tanh_abs"  # mean |actor output before tanh|: >~3 is a saturated actor
 
 
 def reward_component(name: str) -> str:
@@ -29,6 +30,13 @@ def grad_norm(net: str, when: str, part: str | None = None) -> str:
     assert net in NETWORKS and when in ("BEFORE", "AFTER") and part in (None, *PARTS)
     middle = f"{net}_{part}" if part else net
     return f"debug/{middle}_grad_norm_{when}_clip"
+
+
+def update_ratio(net: str, part: str | None = None) -> str:
+    """||theta_after - theta_before|| / ||theta_before|| of one optimizer step: ``debug/actor_update_ratio``,
+    ``debug/critic_cnn_update_ratio``, ... (a healthy step is ~1e-3; a frozen network's far below)."""
+    assert net in NETWORKS and part in (None, *PARTS)
+    return f"debug/{net}_{part}_update_ratio" if part else f"debug/{net}_update_ratio"
 
 
 def clip_ratio(net: str) -> str:

@@ -1,8 +1,9 @@
 """The one shared loop: act, store, update, evaluate, checkpoint, log.
 
-Random actions until ``learning_starts``, then the agent's policy with Gaussian exploration noise;
-``updates_per_step`` updates per env step; deterministic evaluation on a separate env instance every
-``eval_every`` steps (no buffer writes); a checkpoint of the whole run state every ``checkpoint_every``
+Warm-up actions until ``learning_starts``, then the agent's policy plus the exploration process
+(``exploration.py``); ``updates_per_step`` updates per agent step; each agent action held for
+``action_repeat`` env frames, and every step count (budgets, intervals, logged steps) in env frames;
+deterministic evaluation on a separate env instance every ``eval_every`` frames (no buffer writes); a checkpoint of the whole run state every ``checkpoint_every``
 steps, taken at the next episode boundary so a resumed run replays exactly what an uninterrupted one
 would have done (SIGTERM/SIGINT checkpoint at once instead). Every episode is reset with a seed derived
 from (run seed, episode index), which is what makes that replay exact.
@@ -28,8 +29,10 @@ from av_td3 import checkpoint, tags
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
+from av_td3.envs.action_repeat import ActionRepeat, frames_of
 from av_td3.envs.factory import make_env
 from av_td3.evaluation import evaluate
+from av_td3.exploration import Explorer
 from av_td3.logger import RunLogger, UpdateLog
 from av_td3.replay import ReplayBuffer
 
@@ -56,11 +59,13 @@ class Trainer:
         self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.env = make_env(cfg, "train", job_num)
-        self.eval_env = make_env(cfg, "eval", job_num)
+        self.env = self._with_repeat(make_env(cfg, "train", job_num))
+        self.eval_env = self._with_repeat(make_env(cfg, "eval", job_num))
         self.env.action_space.seed(cfg.seed)
+        horizon = math.ceil(cfg.env.max_episode_steps / cfg.trainer.action_repeat)  # agent steps
+        self.explorer = Explorer(cfg.exploration, self.env.action_space, cfg.seed, horizon)
         spec = AgentSpec.from_spaces(self.env.observation_space, self.env.action_space, self.device,
-                                     cfg.clipping)
+                                     cfg.clipping, diagnostics_every=cfg.trainer.log_every_updates)
         self.agent = instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)
         self.learns = hasattr(self.agent, "update")
         self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
@@ -87,16 +92,15 @@ class Trainer:
                  self.device, torch.get_num_threads(), self.run_dir)
         checkpoint_due = False
         logged_at = getattr(self.agent, "num_updates", 0)  # the update count at the last log
-        bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="step",
+        bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="frame",
                    dynamic_ncols=True, mininterval=1.0)
         try:
-            obs, _ = self.env.reset(seed=self._episode_seed())
-            ep = EpisodeTally()
+            obs, ep = self._new_episode()
             while self.step < t.total_steps and self.learns:
                 if self.step < t.learning_starts:
-                    action = self.env.action_space.sample()
+                    action = self.explorer.warmup_action()
                 else:
-                    action = self.agent.act(obs, explore=True)
+                    action = self.explorer.action(self.agent.act(obs), self.step)
                 try:
                     next_obs, reward, terminated, truncated, info = self.env.step(action)
                 except EpisodeLost as e:  # the simulator failed and was rebuilt: drop the transition
@@ -104,26 +108,27 @@ class Trainer:
                     log.warning("episode lost at step %d (%s); reconnect %d, new episode",
                                 self.step, e, self.reconnects)
                     self.replay.episode_open = False
-                    obs, _ = self.env.reset(seed=self._episode_seed())
-                    ep = EpisodeTally()
+                    obs, ep = self._new_episode()
                     continue
-                self.replay.add(obs, action, reward, next_obs, terminated, truncated)
+                self.replay.add(obs, action, self._learning_reward(reward), next_obs, terminated, truncated)
                 ep.add(reward, info)
-                self.step += 1
-                bar.update(1)
+                frames = ep.last_frames
+                previous, self.step = self.step, self.step + frames
+                bar.update(frames)
 
                 if self.step >= t.learning_starts:
                     for _ in range(t.updates_per_step):
-                        updates.record(self.agent.update(*self.replay.sample(self.agent.batch_size)),
-                                       self.step)
+                        batch = self.replay.sample(self.agent.batch_size, self.agent.n_step, self.agent.gamma)
+                        updates.record(self.agent.update(*batch), self.step)
                     if self.agent.num_updates - logged_at >= t.log_every_updates:
                         self._log_updates(updates)
                         logged_at = self.agent.num_updates
 
                 # Evaluate before a checkpoint can be taken at this step, so the checkpoint holds it.
-                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.total_steps:
+                if crossed(previous, self.step, t.eval_every) and self.step < t.total_steps:
                     self._evaluate()
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    bar.set_postfix_str(self._postfix(), refresh=False)
+                if crossed(previous, self.step, t.checkpoint_every):
                     checkpoint_due = True
                 if terminated or truncated:
                     self._log_episode(ep)
@@ -131,17 +136,16 @@ class Trainer:
                     if checkpoint_due:
                         self._checkpoint()
                         checkpoint_due = False
-                    obs, _ = self.env.reset(seed=self._episode_seed())
-                    ep = EpisodeTally()
+                    obs, ep = self._new_episode()
+                    bar.set_postfix_str(self._postfix(), refresh=False)
                 else:
                     obs = next_obs
                 if self.stop_signal is not None:
                     return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
-                bar.set_postfix_str(f"ep={self.episode}", refresh=False)
             bar.close()
             if self.learns and self.agent.num_updates > logged_at:
                 self._log_updates(updates)
-            final = self._evaluate()
+            final = self._evaluate(final=True)
             self.wall_time += time.monotonic() - start
             self._checkpoint()
             self._write_results("finished", final)
@@ -156,6 +160,28 @@ class Trainer:
             self.eval_env.close()
             if hasattr(self, "logger"):
                 self.logger.close()
+
+    def _new_episode(self) -> tuple[dict, "EpisodeTally"]:
+        obs, _ = self.env.reset(seed=self._episode_seed())
+        self.explorer.reset()
+        return obs, EpisodeTally()
+
+    def _with_repeat(self, env):
+        k = self.cfg.trainer.action_repeat
+        return ActionRepeat(env, k) if k > 1 else env
+
+    def _learning_reward(self, reward: float) -> float:
+        return learning_reward(reward, self.cfg.trainer.reward_scale, self.cfg.trainer.reward_clip)
+
+    def _postfix(self) -> str:
+        """The progress bar's: episodes, and the latest evaluation's success and return."""
+        text = f"ep={self.episode}"
+        if self.evals:
+            last = self.evals[-1]
+            if "success_rate" in last:
+                text += f" eval_success={last['success_rate']:.0%}"
+            text += f" eval_return={last['mean_reward']:.0f}"
+        return text
 
     # --- logging ----------------------------------------------------------------------------------------
     def _log_updates(self, updates: UpdateLog) -> None:
@@ -186,17 +212,18 @@ class Trainer:
                     f"{self.step}, checkpoint in {self.run_dir / checkpoint.CHECKPOINT}")
 
     def _log_episode(self, ep: "EpisodeTally") -> None:
-        values = {tags.EPISODE_REWARD: ep.total, tags.EPISODE_LENGTH: float(ep.length)}
+        values = {tags.EPISODE_REWARD: ep.total, tags.EPISODE_LENGTH: float(ep.length),
+                  tags.EXPLORATION_NOISE: self.explorer.std(self.step)}
         values |= {tags.reward_component(k): v for k, v in ep.components.items()}
         self.logger.scalars(values, self.step)
         self.logger.row("train", {"step": self.step, "episode": self.episode, "return": ep.total,
                                   "length": ep.length, "success": int(ep.success)},
                         console=not self.cfg.trainer.progress_bar)
 
-    def _evaluate(self) -> dict:
+    def _evaluate(self, final: bool = False) -> dict:
         t = self.cfg.trainer
-        seeds = [self.cfg.seed * 7919 + EVAL_SEED_OFFSET + i for i in range(t.eval_episodes)]
-        summary = evaluate(self.agent, self.eval_env, seeds)
+        n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
+        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n))
         # A metric undefined this phase (no obstacle ahead: no TTC; no success: no completion time) is
         # left out of TensorBoard rather than written as NaN, which would look like a diverged run.
         self.logger.scalars({f"eval/{k}": v for k, v in summary.items() if math.isfinite(v)}, self.step)
@@ -212,11 +239,14 @@ class Trainer:
     def _state(self) -> dict:
         state = {"step": self.step, "episode": self.episode, "evals": self.evals,
                  "wall_time": self.wall_time, "reconnects": self.reconnects,
-                 "rng": checkpoint.rng_state({"action_space": self.env.action_space.np_random})}
+                 "rng": checkpoint.rng_state(self._generators())}
         if self.learns:
             state["agent"] = self.agent.state_dict()
             state["replay"] = self.replay.state_dict()
         return state
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        return {"action_space": self.env.action_space.np_random, "exploration": self.explorer.rng}
 
     def _checkpoint(self) -> None:
         checkpoint.save(self._state(), self.run_dir / checkpoint.CHECKPOINT)
@@ -234,7 +264,7 @@ class Trainer:
             self.agent.load_state_dict(state["agent"])
             self.replay.load_state_dict(state["replay"])
             self.replay.episode_open = False  # the env starts a new episode
-        checkpoint.set_rng_state(state["rng"], {"action_space": self.env.action_space.np_random})
+        checkpoint.set_rng_state(state["rng"], self._generators())
         log.info("resumed from %s at step %d (episode %d)", path, self.step, self.episode)
         return True
 
@@ -253,6 +283,9 @@ class Trainer:
             "alerts": {k: v for k, v in alerts.items() if v},
             "nonfinite_skips": {net: int(h["nonfinite_total"]) for net, h in health.items()},
             "updates": getattr(self.agent, "num_updates", 0),
+            # Parameters per network and part: validate skips the dead-part check where there are none.
+            "parameters": {net: {part: sum(p.numel() for p in ps) for part, ps in g.clipper.parts.items()}
+                           for net, g in (self.agent.guarded_steps().items() if self.learns else [])},
             "reconnects": self.reconnects, "wall_time_s": self.wall_time, "error": error,
         }
         if hasattr(self, "logger") and self.hparams:
@@ -293,18 +326,39 @@ class Trainer:
 
 
 class EpisodeTally:
-    """Return, length and reward components of one training episode."""
+    """Return, length (env frames) and reward components of one training episode."""
 
     def __init__(self):
         self.total, self.length, self.success = 0.0, 0, False
+        self.last_frames = 0  # env frames of the latest agent step
         self.components: dict[str, float] = {}
 
     def add(self, reward: float, info: dict) -> None:
         self.total += float(reward)
-        self.length += 1
-        self.success = self.success or bool(info.get("is_success", False))
-        for k, v in info.get("reward_components", {}).items():
-            self.components[k] = self.components.get(k, 0.0) + float(v)
+        frames = frames_of(info) or [(reward, info)]
+        self.last_frames = len(frames)
+        self.length += len(frames)
+        for _, frame in frames:
+            self.success = self.success or bool(frame.get("is_success", False))
+            for k, v in frame.get("reward_components", {}).items():
+                self.components[k] = self.components.get(k, 0.0) + float(v)
+
+
+def eval_seeds(seed: int, n: int) -> list[int]:
+    """The episode seeds of every evaluation phase of a run with this seed (the same at each phase)."""
+    return [seed * 7919 + EVAL_SEED_OFFSET + i for i in range(n)]
+
+
+def learning_reward(reward: float, scale: float, clip: float | None) -> float:
+    """What the agent learns from: the env's reward times trainer.reward_scale, then clipped to
+    +-trainer.reward_clip."""
+    r = reward * scale
+    return r if clip is None else min(max(r, -clip), clip)
+
+
+def crossed(previous: int, step: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in (previous, step]: with one frame per step, step % every == 0."""
+    return bool(every) and step // every > previous // every
 
 
 def resolve_device(name: str) -> torch.device:

@@ -61,7 +61,7 @@ def train_ours(seed: int, steps: int, learning_starts: int, eval_episodes: int) 
         f"agent.critic_lr={HP['lr']}", f"agent.batch_size={HP['batch']}", f"agent.gamma={HP['gamma']}",
         f"agent.tau={HP['tau']}", f"agent.policy_delay={HP['policy_delay']}",
         f"agent.policy_noise={HP['target_noise']}", f"agent.noise_clip={HP['noise_clip']}",
-        f"agent.exploration_noise={HP['exploration_noise']}", "agent.weight_decay=0.0",
+        f"exploration.std={HP['exploration_noise']}", "agent.weight_decay=0.0",
         f"trainer.total_steps={steps}", f"trainer.learning_starts={learning_starts}",
         f"trainer.replay_capacity={steps}", "trainer.updates_per_step=1", "trainer.eval_every=0",
         "trainer.eval_episodes=1", "trainer.checkpoint_every=0", "trainer.progress_bar=false"]

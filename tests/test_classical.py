@@ -41,7 +41,7 @@ def arc(radius: float, right: bool = True) -> np.ndarray:
 
 def test_straight_route_steers_straight():
     wps = np.stack([WAYPOINT_SPACING * np.arange(1, 26), np.zeros(25)], 1)
-    assert make_agent().act(obs_of(5.0, wps), explore=False)[0] == pytest.approx(0.0)
+    assert make_agent().act(obs_of(5.0, wps))[0] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("radius", [15.0, 20.0, 60.0])
@@ -51,7 +51,7 @@ def test_pure_pursuit_on_a_circle_steers_its_curvature(radius, right):
     # bicycle's steering angle is atan(L / R) whatever the look-ahead (up to the look-ahead point lying
     # on a 2 m chord of the circle rather than on the circle).
     agent = make_agent()
-    steer = agent.act(obs_of(8.0, arc(radius, right)), explore=False)[0]
+    steer = agent.act(obs_of(8.0, arc(radius, right)))[0]
     expected = math.atan(CFG.wheelbase / radius) / MAX_STEER_RAD
     assert steer == pytest.approx(expected if right else -expected, rel=5e-3)
 
@@ -65,15 +65,15 @@ def test_lookahead_point_is_on_the_circle_of_the_lookahead_distance():
 
 def test_route_to_the_left_steers_left():
     wps = np.stack([WAYPOINT_SPACING * np.arange(1, 26), np.full(25, -1.0)], 1)  # centre line 1 m left
-    assert make_agent().act(obs_of(5.0, wps), explore=False)[0] < 0
+    assert make_agent().act(obs_of(5.0, wps))[0] < 0
 
 
 def test_pid_throttles_below_and_brakes_above_the_target_and_resets():
     agent = make_agent()
     straight = np.stack([WAYPOINT_SPACING * np.arange(1, 26), np.zeros(25)], 1)
-    assert agent.act(obs_of(0.0, straight), explore=False)[1] == 1.0
+    assert agent.act(obs_of(0.0, straight))[1] == 1.0
     agent.reset()
-    assert agent.act(obs_of(20.0, straight), explore=False)[1] == -1.0
+    assert agent.act(obs_of(20.0, straight))[1] == -1.0
     agent.reset()
     for _ in range(200):  # saturated below target: the integral must not wind up
         agent.throttle_brake(0.0)
@@ -100,7 +100,7 @@ def test_closed_loop_on_spec_route_with_a_kinematic_bicycle():
             break
         wps = route.waypoints_ahead(pos, yaw, proj.s)
         obs = {"vector": build_vector(v, proj.lateral, wrap_angle(yaw - proj.route_yaw), wps)}
-        steer, throttle, brake = split_action(agent.act(obs, explore=False))
+        steer, throttle, brake = split_action(agent.act(obs))
         v = max(0.0, v + (4.0 * throttle - 8.0 * brake) * dt)
         yaw += v / L * math.tan(steer * MAX_STEER_RAD) * dt
         pos = pos + v * dt * np.array([math.cos(yaw), math.sin(yaw)])

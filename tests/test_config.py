@@ -127,3 +127,31 @@ def test_launchers_compose(compose, launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":  # the preset: preemption requeues and the run resumes from its checkpoint
         assert cfg.hydra.launcher.max_num_timeout > 0 and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_reference_experiment_is_spec_and_learn_to_drive_changes_only_levers(compose):
+    ref = validate(compose(["+experiment=reference"]))
+    assert (ref.clipping.actor.max_norm, ref.clipping.critic.max_norm, ref.agent.weight_decay) == (1.0, 10.0, 1e-4)
+    assert (ref.exploration.process, ref.exploration.std, ref.exploration.warmup) == ("gaussian", 0.1, "uniform")
+    assert (ref.env.actuator_time_constant, ref.env.observe_obstacle, ref.agent.saturation_penalty) == (0, False, 0)
+    assert (ref.env.image_height, ref.agent.feature_dim, ref.trainer.total_steps) == (84, 512, 1_000_000)
+    assert (ref.agent.n_step, ref.trainer.action_repeat, ref.agent.layer_norm) == (1, 1, False)
+    drive = validate(compose(["+experiment=learn_to_drive"]))
+    assert (drive.env.actuator_time_constant, drive.env.observe_obstacle) == (0.3, True)
+    assert drive.agent.saturation_penalty > 0 and drive.env.image_height == 36
+    assert drive.env.max_episode_steps == 1000 and drive.scenario.npc_vehicles == 20  # SPEC's task
+
+
+@pytest.mark.parametrize("lever, key, value", [("lag", "env.actuator_time_constant", 0.3),
+                                               ("obstacle", "env.observe_obstacle", True),
+                                               ("saturation", "agent.saturation_penalty", 0.001)])
+def test_each_ablation_arm_is_the_reference_plus_one_lever(compose, lever, key, value):
+    from omegaconf import OmegaConf
+
+    base = compose(["+experiment=learn_to_drive_ablation"])
+    arm = compose(["+experiment=learn_to_drive_ablation", f"levers={lever}"])
+    assert OmegaConf.select(arm, key) == value
+    flat = lambda c: {k: v for k, v in OmegaConf.to_container(c).items()}  # noqa: E731
+    differ = [(g, k) for g in ("env", "agent", "exploration", "trainer")
+              for k in flat(base[g]) if flat(base[g])[k] != flat(arm[g])[k]]
+    assert differ == [tuple(key.split("."))]

@@ -148,3 +148,41 @@ def test_impossible_clipping_configs_name_the_key(bad):
 
     with pytest.raises(ConfigError, match="clipping.actor"):
         ClippingConfig(actor=NetClipConfig(**bad))
+
+
+def test_update_ratio_equals_the_ratio_from_two_state_dicts():
+    """What the agent logs as debug/<net>[_<part>]_update_ratio, against the parameters read around one
+    real TD3 update: ||theta_after - theta_before|| / ||theta_before||, whole and per part."""
+    from test_td3 import make_agent, random_batch
+
+    from av_td3.config import ClippingConfig
+
+    agent = make_agent(ClippingConfig(), policy_delay=1)
+    agent.update(*random_batch(0))  # Adam's first step is sign-like; measure a later one
+    nets = {"actor": agent.actor, "critic": agent.critic}
+    before = {n: {k: v.clone() for k, v in net.state_dict().items()} for n, net in nets.items()}
+    m = agent.update(*random_batch(1))
+    for name, net in nets.items():
+        after = net.state_dict()
+        groups = {"cnn": [k for k in after if k.startswith("encoder.")]}
+        groups["mlp"] = [k for k in after if k not in groups["cnn"]]
+        sq = {}
+        for part, keys in groups.items():
+            move = sum(float((after[k] - before[name][k]).pow(2).sum()) for k in keys)
+            size = sum(float(before[name][k].pow(2).sum()) for k in keys)
+            sq[part] = (move, size)
+            assert float(m[f"{name}_update_ratio_{part}"]) == pytest.approx(math.sqrt(move / size), rel=1e-4)
+        whole = math.sqrt(sum(v[0] for v in sq.values()) / sum(v[1] for v in sq.values()))
+        assert float(m[f"{name}_update_ratio"]) == pytest.approx(whole, rel=1e-4)
+        assert 1e-6 < whole < 1e-1
+
+
+def test_update_ratio_is_measured_every_measure_every_steps():
+    net = TinyNet(4)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01, fused=True)
+    step = GuardedStep(parameter_groups(net), NetClipConfig(), opt, measure_every=3)
+    seen = []
+    for i in range(6):
+        random_grads(net, i, 1.0, drop=False)
+        seen.append("update_ratio" in step(torch.tensor(1.0)))
+    assert seen == [False, False, True, False, False, True]

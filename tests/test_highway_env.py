@@ -193,3 +193,43 @@ def test_pure_pursuit_on_the_waypoints_completes_the_route():
     assert info["reward_components"]["progress"] > 100.0 and bonuses == 1  # the goal bonus, once
     assert info["distance_to_goal"] <= env.cfg.goal_radius
     assert total > 300.0
+
+
+def test_actuator_lag_is_a_first_order_response_to_the_pedal():
+    tau, dt = 0.3, 0.05
+    env = make(actuator_time_constant=tau)
+    env.reset(seed=0)
+    infos = [s[4] for s in run(env, [[0.0, 1.0]] * 40)]
+    # a_k = 3 (1 - exp(-k dt / tau)): the exact step response of da/dt = (a_cmd - a) / tau.
+    for k in (1, 6, 20):
+        assert infos[k - 1]["longitudinal_acceleration"] == pytest.approx(3.0 * (1 - math.exp(-k * dt / tau)))
+    jerks = [abs(i["longitudinal_jerk"]) for i in infos]
+    assert max(jerks) == pytest.approx(3.0 * (1 - math.exp(-dt / tau)) / dt)  # 9.2, not 60 m/s^3
+    # Braking to a stop leaves no stored deceleration: throttle afterwards accelerates at once.
+    run(env, [[0.0, -1.0]] * 60)
+    again = run(env, [[0.0, 1.0]])[0][4]
+    assert again["speed"] > 0 and again["longitudinal_acceleration"] == pytest.approx(3 * (1 - math.exp(-dt / tau)))
+
+
+def test_without_lag_the_acceleration_follows_the_pedal_within_the_step():
+    env = make()
+    env.reset(seed=0)
+    infos = [s[4] for s in run(env, [[0.0, 1.0], [0.0, 0.2]])]
+    assert [i["longitudinal_acceleration"] for i in infos] == pytest.approx([3.0, 0.6])
+
+
+def test_observed_obstacle_features_match_the_measured_gap_and_ttc():
+    env = make(observe_obstacle=True)
+    obs, _ = env.reset(seed=0)
+    assert obs[VECTOR].shape == (VECTOR_SIZE + 2,) and obs in env.observation_space
+    np.testing.assert_array_equal(obs[VECTOR][-2:], [1.0, 0.0])  # nothing ahead
+    parked = Vehicle(env.road, env.route.point_at(15.0), env.route.start_yaw(), 0.0)
+    env.road.vehicles.append(parked)
+    for obs, _, _, _, info in run(env, [[0.0, 1.0]] * 10):
+        gap, closing = obs[VECTOR][-2:]
+        assert gap == pytest.approx(info["obstacle_distance"] / env.cfg.obstacle_range)
+        assert closing * 30.0 == pytest.approx(info["speed"], rel=1e-5)  # closing on a parked car
+    # The first 53 floats are the reference's: the same with and without the features.
+    plain = make()
+    plain_obs, _ = plain.reset(seed=0)
+    np.testing.assert_array_equal(plain_obs[VECTOR], env.reset(seed=0)[0][VECTOR][:VECTOR_SIZE])

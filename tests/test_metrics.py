@@ -155,7 +155,7 @@ class CountingAgent:
     def reset(self):
         self.resets += 1
 
-    def act(self, obs, explore):
+    def act(self, obs):
         assert not explore
         return np.array([0.0, 0.5], np.float32)
 

@@ -37,7 +37,7 @@ def test_sampled_transitions_equal_what_was_stored(capacity):
         buf.add(obs, action, reward, nxt, term, trunc)
         truth[int(action[0])] = (obs, reward, nxt, term)
     for _ in range(5):
-        o, a, r, n, not_term = buf.sample(64)
+        o, a, r, n, discount = buf.sample(64, 1, 0.99)
         for k in range(64):
             obs, reward, nxt, term = truth[int(a[k, 0])]
             np.testing.assert_array_equal(o["image"][k].numpy(), obs["image"])
@@ -45,7 +45,7 @@ def test_sampled_transitions_equal_what_was_stored(capacity):
             np.testing.assert_array_equal(o["vector"][k].numpy(), obs["vector"])
             np.testing.assert_array_equal(n["vector"][k].numpy(), nxt["vector"])
             assert r[k].item() == pytest.approx(reward)
-            assert not_term[k].item() == (0.0 if term else 1.0)
+            assert discount[k].item() == pytest.approx(0.0 if term else 0.99)
     if capacity == 40:  # only recent transitions survive the wrap-around
         assert min(int(a[k, 0]) for k in range(64)) > 300 - capacity - 12
 

@@ -117,3 +117,13 @@ def test_total_is_the_weighted_sum_of_the_components():
     assert total == pytest.approx(sum(getattr(weights, k) * v for k, v in c.items()), abs=1e-12)
     only_safety = RewardWeights(efficiency=0.0, lane_keeping=0.0, comfort=0.0, safety=1.0, progress=0.0)
     assert compute_reward(q, replace(CFG, weights=only_safety))[0] == pytest.approx(c["safety"])
+
+
+def test_overspeed_slope_sets_how_fast_efficiency_falls_above_the_target():
+    fast = quantities(speed=1.5 * TARGET)
+    steep = RewardConfig(overspeed_slope=3.0)
+    assert components(speed=1.5 * TARGET)["efficiency"] == pytest.approx(0.5)  # the reference: 2 - u
+    assert components(steep, speed=1.5 * TARGET)["efficiency"] == pytest.approx(-0.5)
+    assert components(steep, speed=3 * TARGET)["efficiency"] == -1.0  # clipped
+    assert components(steep)["efficiency"] == pytest.approx(1.0)
+    assert components(steep, speed=4.0)["efficiency"] == pytest.approx(4.0 / TARGET)

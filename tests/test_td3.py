@@ -14,7 +14,7 @@ from av_td3.config import ClippingConfig, NetClipConfig, TD3Config
 HP = dict(cnn_channels=[4, 8], cnn_kernels=[4, 3], cnn_strides=[2, 1], feature_dim=16,
           hidden_dims=[32, 32], encoder="separate", n_critics=2, actor_lr=1e-3, critic_lr=1e-3,
           weight_decay=1e-4, gamma=0.99, tau=0.05, policy_noise=0.2, noise_clip=0.5, policy_delay=2,
-          batch_size=8, exploration_noise=0.1)
+          batch_size=8)
 
 
 # SPEC's networks and observation at a small batch: oneDNN picks other kernels at these sizes.
@@ -39,7 +39,7 @@ def random_batch(seed: int, terminated_frac: float = 0.3, image_shape=(3, 12, 12
     action = torch.rand(B, 2, generator=g) * 2 - 1
     reward = torch.randn(B, generator=g)
     not_term = (torch.rand(B, generator=g) > terminated_frac).float()
-    return obs, action, reward, nxt, not_term
+    return obs, action, reward, nxt, not_term * HP["gamma"]  # the discount: gamma, 0 when terminated
 
 
 def enc(net, image):
@@ -60,14 +60,14 @@ def textbook_td3(agent: TD3Agent, clip_actor: float | None, clip_critic: float |
     copt = torch.optim.Adam(critic.parameters(), lr=HP["critic_lr"], weight_decay=HP["weight_decay"])
     it = 0
 
-    def update(obs, action, reward, nxt, not_term):
+    def update(obs, action, reward, nxt, discount):
         nonlocal it
         it += 1
         with torch.no_grad():
             noise = (torch.randn_like(action) * HP["policy_noise"]).clamp(-HP["noise_clip"], HP["noise_clip"])
             next_action = (actor_t(enc(actor_t, nxt["image"]), nxt["vector"]) + noise).clamp(-1, 1)
             q1_t, q2_t = critic_t(enc(critic_t, nxt["image"]), nxt["vector"], next_action)
-            y = reward + not_term * HP["gamma"] * torch.min(q1_t, q2_t)
+            y = reward + discount * torch.min(q1_t, q2_t)
         q1, q2 = critic(enc(critic, obs["image"]), obs["vector"], action)
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         copt.zero_grad()

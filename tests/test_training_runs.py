@@ -85,3 +85,37 @@ def test_nan_gradients_stop_the_run_with_a_checkpoint(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "failed" and results["nonfinite_skips"]["critic"] >= 3
     assert (run / "checkpoint.pt").exists() and not (run / "DONE").exists()
+
+
+def test_action_repeat_counts_env_frames_everywhere(tmp_path):
+    run = tmp_path / "run"
+    train(["+experiment=learn_to_drive", "size=smoke", "trainer.action_repeat=3", "exploration.process=pink",
+           "exploration.std=0.3", "exploration.final_std=0.1", "exploration.decay_steps=600",
+           "agent.n_step=3", "agent.augmentation=shift", "agent.shift_pad=2", "agent.layer_norm=true",
+           "trainer.reward_scale=0.1", "trainer.reward_clip=5", f"hydra.run.dir={run}"], tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    # 600 frames = 200 agent steps of 3 frames; warm-up to frame 200, then one update per agent step.
+    assert results["status"] == "finished" and 600 <= results["step"] < 603
+    assert results["updates"] == pytest.approx((results["step"] - 200) / 3, abs=1)
+    assert [e["step"] for e in results["evals"]] == [300, results["step"]]
+    import csv
+
+    rows = list(csv.DictReader((run / "train.csv").open()))
+    # Episode lengths are in env frames: a truncated smoke episode is 150 frames, not 50 agent steps.
+    assert max(int(r["length"]) for r in rows) == 150
+    assert results["final_eval"]["avg_episode_length"] <= 150
+    (r,) = discover_runs([run])
+    noise = read_scalars(r, [tags.EXPLORATION_NOISE])[tags.EXPLORATION_NOISE]
+    assert noise[1][0] > noise[1][-1] >= 0.1  # the decaying std, logged per episode
+
+
+@pytest.mark.parametrize("actor_lr, frozen", [(1e-9, True), (3e-4, False)])
+def test_validate_flags_a_frozen_actor_from_a_real_run(tmp_path, actor_lr, frozen):
+    run = tmp_path / "run"
+    train(["+experiment=smoke", f"agent.actor_lr={actor_lr}", f"hydra.run.dir={run}"], tmp_path)
+    v = subprocess.run([sys.executable, "-m", "av_td3.cli", "validate", str(run), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    checks = {c["name"]: c for c in json.loads(v.stdout)["runs"][0]["checks"]}
+    assert checks["frozen/actor"]["status"] == ("warn" if frozen else "pass"), checks["frozen/actor"]
+    assert checks["frozen/critic"]["status"] == "pass"
+    assert all(checks[f"dead/{n}/{p}"]["status"] == "pass" for n in tags.NETWORKS for p in tags.PARTS)

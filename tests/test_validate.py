@@ -226,3 +226,32 @@ def test_missing_tags_are_named_with_their_consequence(tmp_path, capsys):
     assert code == 0 and checks["gradients/critic"]["status"] == "warn"
     assert f"no {tags.clip_ratio('critic')}: cannot check the clip ratio" == checks["gradients/critic"]["message"]
     assert checks["clip_ratio/critic"]["status"] == "skip"
+
+
+def test_a_part_without_gradient_is_flagged_dead(tmp_path, capsys):
+    """The reference's actor MLP: BEFORE norm 0 at every logged update (the check needs no config)."""
+    zeros = {t: {s: 0.0 for s in range(109, 510, 10)} for t in
+             (tags.grad_norm("actor", w, "mlp") for w in ("BEFORE", "AFTER"))}
+    run = write_run(tmp_path / "run", changes=zeros)
+    code, out, _ = run_validate(capsys, run, "--json")
+    checks = checks_of(out)
+    assert checks["dead/actor/mlp"]["status"] == "warn" and code == 0
+    assert checks["dead/actor/cnn"]["status"] == "pass" and checks["dead/critic/mlp"]["status"] == "pass"
+    code, out, _ = run_validate(capsys, run, "--json", "--strict")
+    assert checks_of(out)["dead/actor/mlp"]["status"] == "fail" and code == 1
+
+
+def test_frozen_needs_update_ratios_and_reads_the_last_half(tmp_path, capsys):
+    ratios = {tags.update_ratio("actor"): {s: (1e-3 if s < 300 else 1e-8) for s in range(109, 510, 10)},
+              tags.update_ratio("critic"): {s: 2e-3 for s in range(110, 510, 10)}}
+    run = write_run(tmp_path / "run", changes=ratios)
+    code, out, _ = run_validate(capsys, run, "--json")
+    checks = checks_of(out)
+    assert checks["frozen/actor"]["status"] == "warn"  # healthy early, frozen over the last half
+    assert checks["frozen/actor"]["figures"]["median_last_half"] == pytest.approx(1e-8)
+    assert checks["frozen/critic"]["status"] == "pass"
+    code, out, _ = run_validate(capsys, run, "--json", "--frozen-below", "1e-9")
+    assert checks_of(out)["frozen/actor"]["status"] == "pass"
+    old = write_run(tmp_path / "old")  # no update-ratio tags: nothing to judge
+    code, out, _ = run_validate(capsys, old, "--json")
+    assert checks_of(out)["frozen/actor"]["status"] == "skip"

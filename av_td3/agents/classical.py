@@ -19,13 +19,14 @@ import numpy as np
 
 from av_td3.agents.spec import AgentSpec
 from av_td3.envs.contract import (MAX_STEER_RAD, N_WAYPOINTS, SPEED_SCALE, VECTOR, VECTOR_SIZE,
-                                  WAYPOINT_SCALE)
+                                  WAYPOINT_SCALE, vector_size)
 
 
 class ClassicalAgent:
     def __init__(self, spec: AgentSpec, target_speed: float, kp: float, ki: float, kd: float,
                  lookahead: float, wheelbase: float, dt: float):
-        if spec.vector_size != VECTOR_SIZE or spec.action_dim != 2:
+        # It reads the first 53 floats; the obstacle features (env.observe_obstacle) are ignored.
+        if spec.vector_size not in (VECTOR_SIZE, vector_size(True)) or spec.action_dim != 2:
             raise ValueError(
                 f"the classical controller needs a driving env's observation vector ({VECTOR_SIZE} "
                 f"floats) and [steer, throttle_brake] actions; got vector {spec.vector_size}, "
@@ -40,7 +41,7 @@ class ClassicalAgent:
         self.prev_speed: float | None = None
 
     # --- acting ----------------------------------------------------------------------------------------
-    def act(self, obs: dict[str, np.ndarray], explore: bool = False) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         vector = np.asarray(obs[VECTOR], dtype=np.float64)
         speed = float(vector[0]) * SPEED_SCALE
         waypoints = vector[3:3 + 2 * N_WAYPOINTS].reshape(N_WAYPOINTS, 2) * WAYPOINT_SCALE

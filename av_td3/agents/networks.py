@@ -13,11 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def mlp(sizes: Sequence[int], out_act: nn.Module | None = None) -> nn.Sequential:
+def mlp(sizes: Sequence[int], out_act: nn.Module | None = None, layer_norm: bool = False) -> nn.Sequential:
+    """Linear layers with ReLUs between them; ``layer_norm`` puts a LayerNorm before every ReLU."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
+            if layer_norm:
+                layers.append(nn.LayerNorm(sizes[i + 1]))
             layers.append(nn.ReLU())
     if out_act is not None:
         layers.append(out_act)
@@ -104,12 +107,16 @@ class Actor(nn.Module):
     the critic's encoder (the ``shared`` option); they are then passed in, detached."""
 
     def __init__(self, encoder: NatureCNN | None, feature_dim: int, vector_size: int, action_dim: int,
-                 hidden: Sequence[int]):
+                 hidden: Sequence[int], layer_norm: bool = False):
         super().__init__()
         self.encoder = encoder
-        self.mlp = mlp([feature_dim + vector_size, *hidden, action_dim], nn.Tanh())
+        self.mlp = mlp([feature_dim + vector_size, *hidden, action_dim], layer_norm=layer_norm)
 
     def forward(self, features: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.pre_tanh(features, vector))
+
+    def pre_tanh(self, features: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        """The MLP's output before the tanh: where a saturated actor shows (|x| >> 1)."""
         return self.mlp(torch.cat([features, vector], dim=1))
 
 
@@ -117,11 +124,12 @@ class Critic(nn.Module):
     """One encoder feeding ``n_critics`` Q heads (SB3's layout with share_features_extractor=False)."""
 
     def __init__(self, encoder: NatureCNN | None, feature_dim: int, vector_size: int, action_dim: int,
-                 hidden: Sequence[int], n_critics: int):
+                 hidden: Sequence[int], n_critics: int, layer_norm: bool = False):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleList(
-            mlp([feature_dim + vector_size + action_dim, *hidden, 1]) for _ in range(n_critics))
+            mlp([feature_dim + vector_size + action_dim, *hidden, 1], layer_norm=layer_norm)
+            for _ in range(n_critics))
 
     def forward(self, features: torch.Tensor, vector: torch.Tensor, action: torch.Tensor
                 ) -> list[torch.Tensor]:
@@ -136,3 +144,20 @@ def parameter_groups(net: nn.Module) -> dict[str, list[nn.Parameter]]:
     cnn = list(encoder.parameters()) if encoder is not None else []
     cnn_ids = {id(p) for p in cnn}
     return {"cnn": cnn, "mlp": [p for p in net.parameters() if id(p) not in cnn_ids]}
+
+
+def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ's augmentation: each image of the batch padded by ``pad`` pixels (edges replicated) and
+    cropped back to its size at a random integer offset in [0, 2 pad] (a shift of up to +-pad pixels).
+    Works on float (B, C, H, W) in either memory layout; the layout of the input is kept."""
+    b, c, h, w = image.shape
+    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, b), device=image.device, generator=generator)
+    # Gather rows then columns through index tensors: one pass each, no Python loop over the batch.
+    rows = (dy[:, None] + torch.arange(h, device=image.device)[None, :])  # (B, H)
+    cols = (dx[:, None] + torch.arange(w, device=image.device)[None, :])  # (B, W)
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))
+    out = out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+    fmt = torch.channels_last if image.is_contiguous(memory_format=torch.channels_last) and c > 1 \
+        else torch.contiguous_format
+    return out.contiguous(memory_format=fmt)

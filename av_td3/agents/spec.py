@@ -19,11 +19,14 @@ class AgentSpec:
     action_dim: int
     device: torch.device
     clipping: ClippingConfig
+    # Updates between diagnostics the agent measures at a cost (update sizes): the trainer's logging
+    # interval (trainer.log_every_updates), so each logged interval carries one fresh measurement.
+    diagnostics_every: int = 1
 
     @classmethod
     def from_spaces(cls, obs: spaces.Dict, action: spaces.Box, device: torch.device,
-                    clipping: ClippingConfig) -> "AgentSpec":
+                    clipping: ClippingConfig, diagnostics_every: int = 1) -> "AgentSpec":
         image = obs.spaces.get(IMAGE)
         return cls(image_shape=None if image is None else tuple(image.shape),
                    vector_size=int(obs.spaces[VECTOR].shape[0]), action_dim=int(action.shape[0]),
-                   device=device, clipping=clipping)
+                   device=device, clipping=clipping, diagnostics_every=diagnostics_every)

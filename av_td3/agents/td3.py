@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups
+from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups, random_shift
 from av_td3.agents.spec import AgentSpec
 from av_td3.gradients import GuardedStep
 
@@ -34,12 +34,16 @@ class TD3Agent:
                  feature_dim: int, hidden_dims: Sequence[int], encoder: str, n_critics: int,
                  actor_lr: float, critic_lr: float, weight_decay: float, gamma: float, tau: float,
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
-                 exploration_noise: float, precision: str = "float32", compile: bool = False):
+                 layer_norm: bool = False, n_step: int = 1, augmentation: str = "none", shift_pad: int = 4,
+                 saturation_penalty: float = 0.0,
+                 precision: str = "float32", compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
         self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, policy_delay
-        self.batch_size, self.exploration_noise = batch_size, exploration_noise
+        self.batch_size, self.n_step = batch_size, n_step
+        self.saturation_penalty = saturation_penalty
+        self.shift_pad = shift_pad if augmentation == "shift" else 0
         self.shared_encoder = encoder == "shared"
         self.num_updates = 0
 
@@ -58,8 +62,9 @@ class TD3Agent:
         actor_encoder = None if self.shared_encoder else make_encoder()
         n_feat = 0 if image_shape is None else feature_dim
         self.critic = Critic(critic_encoder, n_feat, vector_size, action_dim, hidden_dims,
-                             n_critics).to(self.device)
-        self.actor = Actor(actor_encoder, n_feat, vector_size, action_dim, hidden_dims).to(self.device)
+                             n_critics, layer_norm).to(self.device)
+        self.actor = Actor(actor_encoder, n_feat, vector_size, action_dim, hidden_dims,
+                           layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         if compile:  # in place (Module.compile): state_dict keys, and so checkpoints, stay the same
@@ -72,8 +77,12 @@ class TD3Agent:
                                            weight_decay=weight_decay, fused=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr,
                                           weight_decay=weight_decay, fused=True)
-        self.critic_step = GuardedStep(parameter_groups(self.critic), spec.clipping.critic, self.critic_opt)
-        self.actor_step = GuardedStep(parameter_groups(self.actor), spec.clipping.actor, self.actor_opt)
+        # Update sizes are measured once per logging interval: the actor steps every policy_delay-th update.
+        every = spec.diagnostics_every
+        self.critic_step = GuardedStep(parameter_groups(self.critic), spec.clipping.critic, self.critic_opt,
+                                       measure_every=every)
+        self.actor_step = GuardedStep(parameter_groups(self.actor), spec.clipping.actor, self.actor_opt,
+                                      measure_every=max(1, every // policy_delay))
 
     # --- features ------------------------------------------------------------------------------------
     @staticmethod
@@ -85,7 +94,10 @@ class TD3Agent:
     def _pixels(self, obs: Obs, channels_last: bool) -> Obs:
         if "image" not in obs:
             return obs
-        return {**obs, "image": self.critic.encoder.pixels(obs["image"], channels_last)}
+        image = self.critic.encoder.pixels(obs["image"], channels_last)
+        if self.shift_pad:  # DrQ: a random shift per sample, drawn anew for every batch
+            image = random_shift(image, self.shift_pad)
+        return {**obs, "image": image}
 
     def policy(self, obs: Obs) -> torch.Tensor:
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
@@ -94,16 +106,16 @@ class TD3Agent:
 
     # --- acting ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], explore: bool) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """The deterministic policy action; the trainer's Explorer adds the exploration noise."""
         batch = {k: torch.as_tensor(v, device=self.device).unsqueeze(0) for k, v in obs.items()}
-        action = self.policy(batch)[0]
-        if explore:
-            action = (action + self.exploration_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
-        return action.cpu().numpy()
+        return self.policy(batch)[0].cpu().numpy()
 
     # --- learning --------------------------------------------------------------------------------------
     def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
-               not_terminated: torch.Tensor) -> dict[str, torch.Tensor]:
+               discount: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One TD3 update from a replay batch. ``reward`` is the (n-step) discounted reward sum and
+        ``discount`` what bootstraps it: gamma^m, or 0 after a termination (``ReplayBuffer.sample``)."""
         self.num_updates += 1
         # uint8 -> float once per batch; up to three encoders read obs, two next_obs. next_obs only
         # meets no-grad encoders, which are faster in NCHW; obs trains the CNNs, in channels-last.
@@ -119,7 +131,7 @@ class TD3Agent:
             noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
             next_action = (self.actor_target(next_actor_feat, next_obs["vector"]) + noise).clamp(-1, 1)
             next_q = torch.stack(self.critic_target(next_critic_feat, next_obs["vector"], next_action))
-            target_q = reward + not_terminated * self.gamma * next_q.min(0).values
+            target_q = reward + discount * next_q.min(0).values
 
         feat = self._encode(self.critic.encoder, obs)
         qs = self.critic(feat, obs["vector"], action)
@@ -140,8 +152,11 @@ class TD3Agent:
             with torch.no_grad():
                 critic_feat = self._encode(self.critic.encoder, obs)
             actor_feat = self._encode(self.actor.encoder, obs)
-        action_pi = self.actor(actor_feat, obs["vector"])
+        pre_tanh = self.actor.pre_tanh(actor_feat, obs["vector"])
+        action_pi = torch.tanh(pre_tanh)
         actor_loss = -self.critic.heads[0](torch.cat([critic_feat, obs["vector"], action_pi], 1)).mean()
+        if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
+            actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         actor = self.actor_step(actor_loss)
@@ -150,7 +165,8 @@ class TD3Agent:
         tau = self.tau * (critic["finite"] & actor["finite"]).float()
         for net, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
             torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
-        metrics.update(actor_loss=actor_loss.detach(), **{f"actor_{k}": v for k, v in actor.items()})
+        metrics.update(actor_loss=actor_loss.detach(), actor_pre_tanh=pre_tanh.detach().abs().mean(),
+                       **{f"actor_{k}": v for k, v in actor.items()})
         return metrics
 
     # --- checkpointing ---------------------------------------------------------------------------------

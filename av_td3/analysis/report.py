@@ -59,10 +59,21 @@ def experiments() -> dict[str, Path]:
     return found
 
 
+def experiment_size(name: str) -> str:
+    """The size an experiment runs at unless told otherwise: its ``override /size:`` default (the
+    learn_to_drive experiments run at ``drive``), else conf/config.yaml's ``full``."""
+    from omegaconf import OmegaConf
+
+    for entry in OmegaConf.load(experiments()[name]).get("defaults", None) or []:
+        if hasattr(entry, "get") and entry.get("override /size") is not None:
+            return str(entry.get("override /size"))
+    return DEFAULT_SIZE
+
+
 def sweep_command(name: str, size: str, sweep_dir: Path, launcher: str, jobs: int,
                   overrides: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "av_td3.train", "-m", f"+experiment={name}"]
-    if size != DEFAULT_SIZE:
+    if size != experiment_size(name):  # left off otherwise, so job names match a plain -m run
         cmd.append(f"size={size}")
     if launcher == "joblib":
         cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs or available_cores()}"]
@@ -121,7 +132,7 @@ def significance_lines(table: list[dict], baseline: str | None) -> list[str]:
 
 
 def reproduce_command(name: str, size: str, overrides: list[str]) -> str:
-    return (f"av-td3 report {name}" + (f" --size {size}" if size != DEFAULT_SIZE else "")
+    return (f"av-td3 report {name}" + (f" --size {size}" if size != experiment_size(name) else "")
             + (" -- " + " ".join(overrides) if overrides else ""))
 
 
@@ -190,7 +201,8 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", help="an experiment in experiments/ with a sweep: "
                                       + ", ".join(experiments()))
-    p.add_argument("--size", default=DEFAULT_SIZE, help="conf/size option: full (SPEC) or smoke")
+    p.add_argument("--size", help="conf/size option: full (SPEC), drive (learn_to_drive's scale) or smoke "
+                                  "(default: the experiment's own, else full)")
     p.add_argument("--sweep-dir", type=Path, help="default: multirun/EXPERIMENT/SIZE (as the experiment)")
     p.add_argument("--out", type=Path, help="report folder (default: SWEEP_DIR/report)")
     p.add_argument("--launcher", default="joblib",
@@ -209,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"av-td3 report: unknown experiment {args.experiment!r}; experiments with a sweep: "
               f"{', '.join(known)}", file=sys.stderr)
         return 2
+    args.size = args.size or experiment_size(args.experiment)
     sweep_dir = (args.sweep_dir or Path("multirun") / args.experiment / args.size).absolute()
     cmd = sweep_command(args.experiment, args.size, sweep_dir, args.launcher, args.jobs, args.passthrough)
     if not args.no_run:

@@ -14,7 +14,11 @@ Checks, each PASS / WARN / FAIL (or SKIP where it does not apply), with its figu
   alerts              no alert fired (events or results.json)
   finite              no NaN or inf in any tag
   actor_loss, q       |actor loss| and |Q| below the warn / fail thresholds
+  frozen/<net>        the median update ratio (||step|| / ||weights||) over the run's last half is at
+                      least --frozen-below (a healthy step is ~1e-3; a frozen network's is far below)
+  dead/<net>/<part>   the part's BEFORE gradient norm is above --dead-below on some logged update
   finished            the run completed (results.json and DONE)
+frozen and dead WARN by default and FAIL under --strict.
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for unusable input (a
 missing path, a truncated or corrupt event file, a directory without event files).
@@ -42,7 +46,10 @@ LEVEL = {SKIP: 0, PASS: 0, WARN: 1, FAIL: 2}
 CLIP_EPS = 1e-6
 # The reference validator's actor-loss thresholds; Q bounds: with SPEC's rewards (|r| of order 10 per
 # step, one-off terms of 100) and gamma 0.99, |Q| stays near 1e3; 1e4 is suspicious, 1e5 is divergence.
-DEFAULTS = {"loss_warn": 1e6, "loss_fail": 1e9, "q_warn": 1e4, "q_fail": 1e5, "tolerance": 1e-4}
+DEFAULTS = {"loss_warn": 1e6, "loss_fail": 1e9, "q_warn": 1e4, "q_fail": 1e5, "tolerance": 1e-4,
+            # Adam moves each weight by ~lr per step: at lr 3e-4 the ratio is ~1e-3 (CS231n's rule of
+            # thumb for a healthy step); 1e-5 is a network that barely moves.
+            "frozen_below": 1e-5, "dead_below": 1e-12}
 
 
 @dataclass
@@ -52,6 +59,9 @@ class Options:
     loss_fail: float = DEFAULTS["loss_fail"]
     q_warn: float = DEFAULTS["q_warn"]
     q_fail: float = DEFAULTS["q_fail"]
+    frozen_below: float = DEFAULTS["frozen_below"]
+    dead_below: float = DEFAULTS["dead_below"]
+    strict: bool = False  # frozen / dead FAIL instead of WARN
 
 
 @dataclass
@@ -350,6 +360,49 @@ def check_bounded(name: str, tag_list: list[str], data: dict[str, Series], warn:
     return Check(name, PASS, f"{text} <= {warn:g}", worst)
 
 
+def check_frozen(net: str, data: dict[str, Series], opts: Options) -> Check:
+    """The median relative update over the run's last half of logged steps."""
+    name, tag = f"frozen/{net}", tags.update_ratio(net)
+    series = data.get(tag)
+    if series is None or not len(series.values):
+        return Check(name, SKIP, f"no {tag} (runs before update-size logging, or no update logged)")
+    half = series.steps >= series.steps[0] + (series.steps[-1] - series.steps[0]) / 2
+    median = float(np.median(series.values[half]))
+    fig = {"tag": tag, "median_last_half": median, "threshold": opts.frozen_below,
+           "count": int(half.sum()), "from_step": int(series.steps[half][0])}
+    if median < opts.frozen_below:
+        return Check(name, FAIL if opts.strict else WARN,
+                     f"median update ratio {median:.3g} < {opts.frozen_below:g} over the last half "
+                     f"({fig['count']} updates from step {fig['from_step']}): the {net} is effectively frozen",
+                     fig)
+    return Check(name, PASS, f"median update ratio {median:.3g} over the last half (>= {opts.frozen_below:g})",
+                 fig)
+
+
+def check_dead(net: str, data: dict[str, Series], run: RunDir, opts: Options) -> list[Check]:
+    """A part whose gradient is zero at every logged update receives no learning signal."""
+    out = []
+    for part in tags.PARTS:
+        name, tag = f"dead/{net}/{part}", tags.grad_norm(net, "BEFORE", part)
+        counts = ((run.results or {}).get("parameters") or {}).get(net) or {}
+        if counts.get(part) == 0:  # no image (env=gym), or the shared encoder's actor
+            out.append(Check(name, SKIP, f"the {_where(net, part)} has no parameters (results.json)"))
+            continue
+        series = data.get(tag)
+        if series is None or not len(series.values):
+            out.append(Check(name, SKIP, f"no {tag}"))
+            continue
+        peak = float(np.nanmax(np.abs(series.values)))
+        fig = {"tag": tag, "count": int(len(series.values)), "max": peak, "threshold": opts.dead_below}
+        if peak <= opts.dead_below:
+            out.append(Check(name, FAIL if opts.strict else WARN,
+                             f"{tag} <= {opts.dead_below:g} at all {fig['count']} logged updates (max "
+                             f"{peak:.3g}): the {_where(net, part)} receives no gradient", fig))
+        else:
+            out.append(Check(name, PASS, f"gradient max {peak:.4g} over {fig['count']} updates", fig))
+    return out
+
+
 def check_finished(run: RunDir, data: dict[str, Series]) -> Check:
     if run.status == "unknown":
         return Check("finished", SKIP, "no run directory: completion unknown")
@@ -404,6 +457,10 @@ def validate_run(run: RunDir, opts: Options) -> RunReport:
     checks.append(check_bounded("actor_loss", [tags.ACTOR_LOSS], data, opts.loss_warn, opts.loss_fail,
                                 learns))
     checks.append(check_bounded("q", [tags.Q1, tags.Q2], data, opts.q_warn, opts.q_fail, learns))
+    if learns:
+        for net in tags.NETWORKS:
+            checks.append(check_frozen(net, data, opts))
+            checks += check_dead(net, data, run, opts)
     checks.append(check_finished(run, data))
     worst = max((LEVEL[c.status] for c in checks), default=0)
     report.verdict = ("PASS", "WARN", "FAIL")[worst]
@@ -481,6 +538,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="warn when |Q1| or |Q2| exceeds this (default: %(default)g)")
     p.add_argument("--q-fail", type=float, default=DEFAULTS["q_fail"],
                    help="fail when |Q1| or |Q2| exceeds this (default: %(default)g)")
+    p.add_argument("--frozen-below", type=float, default=DEFAULTS["frozen_below"],
+                   help="frozen/<net>: flag a network whose median update ratio ||step|| / ||weights|| over "
+                        "the run's last half is below this (healthy: ~1e-3; default: %(default)g)")
+    p.add_argument("--dead-below", type=float, default=DEFAULTS["dead_below"],
+                   help="dead/<net>/<part>: flag a part whose BEFORE gradient norm is at most this at every "
+                        "logged update (default: %(default)g)")
+    p.add_argument("--strict", action="store_true",
+                   help="frozen and dead checks FAIL (exit 1) instead of WARN")
     p.add_argument("-j", "--jobs", type=int, default=0,
                    help="runs validated in parallel processes (default 0: one per CPU for 4+ runs)")
 
@@ -490,7 +555,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"av-td3 validate: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    opts = Options(args.tolerance, args.loss_warn, args.loss_fail, args.q_warn, args.q_fail)
+    opts = Options(args.tolerance, args.loss_warn, args.loss_fail, args.q_warn, args.q_fail,
+                   args.frozen_below, args.dead_below, args.strict)
     targets: list[Path] = []
     reports: list[RunReport] = []
     for path in args.paths:

@@ -14,10 +14,12 @@ from av_td3.config.agent import ClassicalConfig, TD3Config
 from av_td3.config.clipping import ClippingConfig, NetClipConfig
 from av_td3.config.env import CarlaEnvConfig, GymEnvConfig, HighwayEnvConfig, RewardConfig
 from av_td3.config.errors import ConfigError
+from av_td3.config.exploration import ExplorationConfig
 from av_td3.config.root import Config, ScenarioConfig, TrainerConfig, register_configs
 
 __all__ = [
-    "CarlaEnvConfig", "ClassicalConfig", "ClippingConfig", "Config", "ConfigError", "GymEnvConfig",
+    "CarlaEnvConfig", "ClassicalConfig", "ClippingConfig", "Config", "ConfigError", "ExplorationConfig",
+    "GymEnvConfig",
     "HighwayEnvConfig", "NetClipConfig", "RewardConfig", "ScenarioConfig", "TD3Config",
     "TrainerConfig", "register_configs", "validate",
 ]

@@ -7,6 +7,7 @@ from av_td3.config.errors import check
 
 ENCODERS = ("separate", "shared")
 PRECISIONS = ("float32", "bfloat16")
+AUGMENTATIONS = ("none", "shift")
 
 
 @dataclass
@@ -21,6 +22,9 @@ class TD3Config:
     cnn_strides: list[int] = field(default_factory=lambda: [4, 2, 1])
     feature_dim: int = 512
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    # LayerNorm after every hidden linear layer of the actor and critic MLPs (before the ReLU), as in
+    # DrQ-v2's trunk and in RLPD / TD7: keeps Q extrapolation bounded. The reference has none.
+    layer_norm: bool = False
     # separate: actor and critic own their CNNs (the reference). shared: the critic's CNN feeds the actor
     # detached features (DrQ-v2); the actor then trains only its MLP.
     encoder: str = "separate"
@@ -34,7 +38,17 @@ class TD3Config:
     noise_clip: float = 0.5
     policy_delay: int = 2
     batch_size: int = 256
-    exploration_noise: float = 0.1
+    # n-step returns: r_t + g r_t+1 + ... + g^(m-1) r_t+m-1 + g^m Q(s_t+m), m <= n_step, cut at the
+    # episode's end (no bootstrap past a termination; a truncation bootstraps from its last observation).
+    n_step: int = 1
+    # Adds saturation_penalty * mean(x^2) of the actor's pre-tanh output x to the actor loss. Without it
+    # a flat early critic lets Adam drive x far into the tanh's flat tails (|x| ~ 15 measured), where
+    # the actor's gradient vanishes and its actions stay pinned at +-1 (the reference: 0).
+    saturation_penalty: float = 0.0
+    # DrQ's image augmentation on every sampled batch: shift = pad by shift_pad pixels (edge
+    # replicated) and crop back at a random offset, per sample, for obs and next_obs independently.
+    augmentation: str = "none"
+    shift_pad: int = 4
     # float32 (the reference), or bfloat16: the CNN encoders run under autocast, ~1.5x faster updates
     # on CPUs with native bf16 (AVX512-BF16, AMX); heads, losses, gradients and their
     # norms stay float32. It changes results at bf16's precision (~3 significant digits).
@@ -60,7 +74,13 @@ class TD3Config:
         check(self.weight_decay >= 0, f"{k}.weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(0 <= self.gamma <= 1, f"{k}.gamma", f"must be in [0, 1], got {self.gamma}")
         check(0 < self.tau <= 1, f"{k}.tau", f"must be in (0, 1], got {self.tau}")
-        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+        check(self.n_step >= 1, f"{k}.n_step", f"must be >= 1, got {self.n_step}")
+        check(self.saturation_penalty >= 0, f"{k}.saturation_penalty",
+              f"must be >= 0, got {self.saturation_penalty}")
+        check(self.augmentation in AUGMENTATIONS, f"{k}.augmentation",
+              f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        check(self.shift_pad >= 1, f"{k}.shift_pad", f"must be >= 1, got {self.shift_pad}")
+        for name in ("policy_noise", "noise_clip"):
             check(getattr(self, name) >= 0, f"{k}.{name}", f"must be >= 0, got {getattr(self, name)}")
         check(self.policy_delay >= 1, f"{k}.policy_delay", f"must be >= 1, got {self.policy_delay}")
         check(self.batch_size >= 1, f"{k}.batch_size", f"must be >= 1, got {self.batch_size}")

@@ -22,6 +22,10 @@ class RewardConfig:
 
     weights: RewardWeights = field(default_factory=RewardWeights)
     target_speed: float = 8.33  # m/s
+    # Efficiency above the target speed falls as 1 - overspeed_slope * (v / target - 1): the reference's
+    # 1 (2 - v / target) pays 0.66 at 1.33x the target, so with progress paid per metre driving fast
+    # still scores nearly as well per step as the target speed.
+    overspeed_slope: float = 1.0
     lane_width: float = 3.5  # m; lane keeping is relative to half of it
     jerk_scale: float = 5.0  # m/s^3
     goal_bonus: float = 100.0
@@ -58,6 +62,7 @@ class RewardConfig:
         check(self.target_speed > 0, f"{key}.target_speed", f"must be positive, got {self.target_speed}")
         check(self.lane_width > 0, f"{key}.lane_width", f"must be positive, got {self.lane_width}")
         check(self.jerk_scale > 0, f"{key}.jerk_scale", f"must be positive, got {self.jerk_scale}")
+        check(self.overspeed_slope >= 0, f"{key}.overspeed_slope", f"must be >= 0, got {self.overspeed_slope}")
         for name in ("stopped_speed", "lane_keeping_heading_scale", "lane_keeping_speed", "proximity_distance",
                      "ttc_threshold"):
             check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")
@@ -84,6 +89,10 @@ class DrivingEnvConfig:
     # sensor; the embedded simulator measures the same in the ego's lane corridor).
     obstacle_range: float = 20.0  # m
     npc_min_distance: float = 20.0  # m along the route between the ego's start and any NPC
+    # Append the nearest obstacle ahead (gap / obstacle_range, closing speed / 30) to the observation
+    # vector (55 floats). The reference's 53 floats say nothing about other vehicles, so only the
+    # camera shows them (contract.py).
+    observe_obstacle: bool = False
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def check(self, key: str = "env") -> None:
@@ -116,6 +125,10 @@ class HighwayEnvConfig(DrivingEnvConfig):
     wheelbase: float = 2.875  # m (Tesla Model 3)
     max_acceleration: float = 3.0  # m/s^2 at full throttle
     max_deceleration: float = 8.0  # m/s^2 at full brake (braking stops the ego; it never reverses)
+    # First-order lag (s) from the pedal command to the ego's acceleration, as a drivetrain and brakes
+    # have (CARLA's vehicle physics smooth it too). 0 = the acceleration follows the pedal within the
+    # step (the reference embedded simulator), so white action noise at 20 Hz is all jerk.
+    actuator_time_constant: float = 0.0
     # The image: a top-down view turned with the ego (heading up), (view_ahead + view_behind) / image_height
     # metres per pixel, rendered render_scale x render_scale samples per pixel and area-averaged.
     view_ahead: float = 30.0  # m
@@ -129,6 +142,8 @@ class HighwayEnvConfig(DrivingEnvConfig):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.traffic_fraction <= 1, "env.traffic_fraction",
               f"must be in [0, 1], got {self.traffic_fraction}")
+        check(self.actuator_time_constant >= 0, "env.actuator_time_constant",
+              f"must be >= 0, got {self.actuator_time_constant}")
         for name in ("wheelbase", "max_acceleration", "max_deceleration", "view_ahead"):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.npc_min_speed <= self.npc_max_speed, "env.npc_min_speed",

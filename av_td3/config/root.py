@@ -1,7 +1,7 @@
 """The top-level run config and its registration with Hydra's ConfigStore."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -10,6 +10,7 @@ from av_td3.config.agent import ClassicalConfig, TD3Config
 from av_td3.config.clipping import ClippingConfig
 from av_td3.config.env import CarlaEnvConfig, GymEnvConfig, HighwayEnvConfig
 from av_td3.config.errors import check
+from av_td3.config.exploration import ExplorationConfig
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -28,10 +29,20 @@ class ScenarioConfig:
 class TrainerConfig:
     total_steps: int = 1_000_000
     learning_starts: int = 10_000  # uniform random actions before this many env steps
-    updates_per_step: int = 1
+    updates_per_step: int = 1  # gradient updates per agent step (per action_repeat env frames)
+    # Each agent action is held for this many env frames (rewards summed). Every step count here
+    # (total_steps, learning_starts, eval_every, checkpoint_every) and every logged step is in env frames.
+    action_repeat: int = 1
+    # The reward the agent learns from: clip(reward_scale * r, -reward_clip, reward_clip) per agent
+    # step (null: no clipping). Logged returns and evaluation are always the env's own reward.
+    reward_scale: float = 1.0
+    reward_clip: Optional[float] = None
     replay_capacity: int = 100_000
     eval_every: int = 10_000  # env steps; 0 = only the final evaluation
     eval_episodes: int = 5
+    # Episodes of the final evaluation (the run's result); null = eval_episodes. More episodes there
+    # narrow the result's interval without slowing the evaluations during training.
+    final_eval_episodes: Optional[int] = None
     checkpoint_every: int = 10_000  # env steps; also on SIGTERM/SIGINT and at the end
     log_every_updates: int = 10  # gradient/loss tags: one host sync per this many updates
     max_consecutive_nonfinite: int = 10  # skipped updates in a row before the run stops
@@ -39,7 +50,12 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         k = "trainer"
-        for name in ("total_steps", "updates_per_step", "replay_capacity", "eval_episodes",
+        check(self.final_eval_episodes is None or self.final_eval_episodes >= 1, f"{k}.final_eval_episodes",
+              f"must be >= 1, got {self.final_eval_episodes}")
+        check(self.reward_scale > 0, f"{k}.reward_scale", f"must be positive, got {self.reward_scale}")
+        check(self.reward_clip is None or self.reward_clip > 0, f"{k}.reward_clip",
+              f"must be positive, got {self.reward_clip}")
+        for name in ("total_steps", "updates_per_step", "action_repeat", "replay_capacity", "eval_episodes",
                      "log_every_updates", "max_consecutive_nonfinite"):
             check(getattr(self, name) >= 1, f"{k}.{name}", f"must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "checkpoint_every"):
@@ -56,6 +72,7 @@ class Config:
     env: Any = MISSING  # HighwayEnvConfig, CarlaEnvConfig or GymEnvConfig
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     seed: int = 0
     device: str = "auto"  # auto = cuda when available
     # torch intra-op threads per run; 0 = the cores this process may use divided by parallel jobs.

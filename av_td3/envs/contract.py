@@ -2,7 +2,10 @@
 
 Observation: ``{"image": uint8 (frames, H, W) grayscale, oldest frame first, zeros after reset,
 "vector": float32 (53,)}``. Vector = speed/30, signed lateral deviation/3.5, heading error/pi, then 25
-route waypoints ahead (x forward, y right, vehicle frame, metres /50). Action: Box(-1, 1, (2,)) =
+route waypoints ahead (x forward, y right, vehicle frame, metres /50). With ``env.observe_obstacle``
+(off in the reference) two more floats follow (55 in all): the gap to the nearest obstacle ahead /
+obstacle_range (1 when none is in range) and its closing speed / 30 (0 when none, or not closing), the
+quantities both envs already measure for the reward. Action: Box(-1, 1, (2,)) =
 [steer, throttle_brake]; throttle = max(a1, 0), brake = max(-a1, 0).
 
 Sign conventions (shared by every env, the reward and the metrics): lateral deviation is positive when
@@ -29,6 +32,7 @@ SPEED_SCALE = 30.0  # m/s
 LATERAL_SCALE = 3.5  # m
 WAYPOINT_SCALE = 50.0  # m
 VECTOR_SIZE = 3 + 2 * N_WAYPOINTS  # 53
+OBSTACLE_FEATURES = 2  # gap / obstacle_range, closing speed / SPEED_SCALE (env.observe_obstacle)
 
 ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 # Steering angle at steer = +-1. CARLA's Model 3 front wheels turn ~70 deg at full lock; the embedded
@@ -36,10 +40,14 @@ ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 MAX_STEER_RAD = math.radians(70.0)
 
 
-def observation_space(frames: int, height: int, width: int) -> spaces.Dict:
+def vector_size(observe_obstacle: bool) -> int:
+    return VECTOR_SIZE + (OBSTACLE_FEATURES if observe_obstacle else 0)
+
+
+def observation_space(frames: int, height: int, width: int, observe_obstacle: bool = False) -> spaces.Dict:
     return spaces.Dict({
         IMAGE: spaces.Box(0, 255, shape=(frames, height, width), dtype=np.uint8),
-        VECTOR: spaces.Box(-np.inf, np.inf, shape=(VECTOR_SIZE,), dtype=np.float32),
+        VECTOR: spaces.Box(-np.inf, np.inf, shape=(vector_size(observe_obstacle),), dtype=np.float32),
     })
 
 
@@ -51,12 +59,28 @@ def split_action(action: np.ndarray) -> tuple[float, float, float]:
 
 
 def build_vector(speed: float, lateral_deviation: float, heading_error: float,
-                 waypoints_vehicle: np.ndarray) -> np.ndarray:
-    """The 53-float vector. ``waypoints_vehicle``: (25, 2) route points ahead as (x fwd, y right) m."""
+                 waypoints_vehicle: np.ndarray, obstacle: np.ndarray | None = None) -> np.ndarray:
+    """The 53-float vector. ``waypoints_vehicle``: (25, 2) route points ahead as (x fwd, y right) m.
+    ``obstacle``: ``obstacle_features(...)``, appended when the env observes obstacles (55 floats)."""
     assert waypoints_vehicle.shape == (N_WAYPOINTS, 2), waypoints_vehicle.shape
     head = np.array([speed / SPEED_SCALE, lateral_deviation / LATERAL_SCALE, heading_error / math.pi],
                     dtype=np.float32)
-    return np.concatenate([head, (waypoints_vehicle / WAYPOINT_SCALE).astype(np.float32).ravel()])
+    parts = [head, (waypoints_vehicle / WAYPOINT_SCALE).astype(np.float32).ravel()]
+    if obstacle is not None:
+        parts.append(obstacle)
+    return np.concatenate(parts)
+
+
+def obstacle_features(distance: float, time_to_collision: float, obstacle_range: float) -> np.ndarray:
+    """[gap / range, closing speed / SPEED_SCALE] of the nearest obstacle ahead, from the quantities the
+    reward reads (``obstacle_distance``, ``time_to_collision``): [1, 0] when none is within range, a
+    closing speed of 0 when it is not closing (TTC inf). Closing speed = gap / TTC, as both envs define
+    TTC."""
+    if not math.isfinite(distance) or distance >= obstacle_range:
+        return np.array([1.0, 0.0], dtype=np.float32)
+    gap = max(distance, 0.0)
+    closing = gap / time_to_collision if math.isfinite(time_to_collision) and time_to_collision > 0 else 0.0
+    return np.array([gap / obstacle_range, closing / SPEED_SCALE], dtype=np.float32)
 
 
 class FrameStack:

@@ -47,7 +47,8 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, build_vector, observation_space, split_action)
+                                  StepQuantities, build_vector, obstacle_features, observation_space,
+                                  split_action)
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
 
@@ -189,7 +190,8 @@ class HighwayDrivingEnv(gym.Env):
         self.cfg, self.role, self.render_mode = cfg, role, render_mode
         self.n_npcs = int(round(npc_vehicles * cfg.traffic_fraction))
         self.dt = 1.0 / cfg.simulation_frequency
-        self.observation_space = observation_space(cfg.frame_stack, cfg.image_height, cfg.image_width)
+        self.observation_space = observation_space(cfg.frame_stack, cfg.image_height, cfg.image_width,
+                                                   cfg.observe_obstacle)
         self.action_space = ACTION_SPACE
         self.network, self.route = build_road(cfg)
         self.camera = TopDownCamera(cfg, self.network, self.route)
@@ -210,6 +212,7 @@ class HighwayDrivingEnv(gym.Env):
         self._spawn_npcs()
         proj = self.route.project(self.ego.position)
         self._s, self._speed, self._accel, self._heading = proj.s, 0.0, 0.0, self.ego.heading
+        self._actuator = 0.0  # the acceleration the drivetrain and brakes deliver (actuator lag)
         self._invading = self._crashed = self._completed = False
         self._steps = 0
         self._stack.reset()
@@ -221,7 +224,11 @@ class HighwayDrivingEnv(gym.Env):
             raise ResetNeeded("call reset() before step()")
         steer, throttle, brake = split_action(np.asarray(action, dtype=np.float32))
         accel = throttle * self.cfg.max_acceleration - brake * self.cfg.max_deceleration
+        tau = self.cfg.actuator_time_constant
+        if tau > 0:  # exact discretisation of da/dt = (a_cmd - a) / tau over one step
+            accel = self._actuator + (accel - self._actuator) * -math.expm1(-self.dt / tau)
         accel = max(accel, -max(self.ego.speed, 0.0) / self.dt)  # braking stops the ego, never reverses it
+        self._actuator = accel  # a stopped car's brakes deliver no deceleration to release later
         self.ego.act({"steering": steer * MAX_STEER_RAD, "acceleration": accel})
         self.road.act()  # the NPCs decide (the ego keeps the action just set)
         self.road.step(self.dt)
@@ -332,5 +339,7 @@ class HighwayDrivingEnv(gym.Env):
             self._last_rgb = self.camera.to_rgb(samples)
         gray = self.camera.to_gray(samples)
         waypoints = self.route.waypoints_ahead(self.ego.position, float(self.ego.heading), proj.s)
-        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints)
+        obstacle = (obstacle_features(q.obstacle_distance, q.time_to_collision, self.cfg.obstacle_range)
+                    if self.cfg.observe_obstacle else None)
+        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints, obstacle)
         return {IMAGE: self._stack.push(gray), VECTOR: vector}

@@ -6,8 +6,9 @@
 positive to the right). With ``v = q.speed``, ``he = q.heading_error``, ``stopped = |v| < stopped_speed``:
 
 efficiency    u = v cos(he) / target_speed (speed along the lane);
-              clip(u, -1, 1) up to the target, then 2 - u (faster than the target scores less), clipped
-              to [-1, 1]. So the target speed is where efficiency peaks at 1.
+              clip(u, -1, 1) up to the target, then 1 - overspeed_slope (u - 1) (faster than the target
+              scores less; the reference's slope 1 gives 2 - u), clipped to [-1, 1]. So the target speed
+              is where efficiency peaks at 1.
 lane_keeping  0 when stopped; -1 on a lane invasion; otherwise
               (1 - blend) * min(max(v, 0) / lane_keeping_speed, 1), with
               blend = w * min(|lat| / (lane_width / 2), 1) + (1 - w) * min(|he| / heading_scale, 1),
@@ -43,7 +44,7 @@ def _clip(x: float, lo: float, hi: float) -> float:
 
 def efficiency(q: StepQuantities, cfg: RewardConfig) -> float:
     u = q.speed * math.cos(q.heading_error) / cfg.target_speed
-    return _clip(u if u <= 1.0 else 2.0 - u, -1.0, 1.0)
+    return _clip(u if u <= 1.0 else 1.0 - cfg.overspeed_slope * (u - 1.0), -1.0, 1.0)
 
 
 def lane_keeping(q: StepQuantities, cfg: RewardConfig) -> float:

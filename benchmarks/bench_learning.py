@@ -1,0 +1,331 @@
+"""Learning to drive, measured: our TD3 against Stable-Baselines3's TD3 on the same task, budget and
+seeds, with the classical controller and a random policy as floor and reference, in one run.
+
+Every contender sees the env that ``+experiment=learn_to_drive`` composes (overrides after ``--`` change
+it for all of them), built by av-td3's own factory, with the action repeat the config sets:
+
+- ``ours``: the real ``Trainer`` on the composed config, as ``av-td3-train`` runs it (diagnostics,
+  logging and checkpoints included), into ``OUT/runs/ours/seed=N``;
+- ``sb3``: ``stable_baselines3.TD3("MultiInputPolicy")`` with the same hyperparameters (lr, batch,
+  gamma, tau, policy delay, target noise, buffer, warm-up, one update per agent step), the same
+  networks (separate NatureCNN encoders of the config's widths -> features ++ vector, MLPs of its
+  hidden sizes) and the same exploration noise (white Gaussian, or pink through pink-noise-rl's SB3
+  hook). What SB3's TD3 has no setting for is stated in the output (the actor's saturation penalty);
+- ``classical``: PID speed + Pure Pursuit (``agent=classical``), which does not learn;
+- ``random``: uniform random actions.
+
+Each evaluation runs ``av_td3.evaluation.evaluate`` on a separate eval env with the trainer's episode
+seeds (``trainer.eval_seeds``), ``trainer.eval_episodes`` every ``trainer.eval_every`` env frames and
+``trainer.final_eval_episodes`` at the end, for every contender alike. Per evaluation step and contender
+it prints success rate, collisions per km and return over seeds as mean and IQM with 95% stratified-
+bootstrap CIs (rliable, via ``av_td3.analysis.stats``), the wall time of each learner's training call
+(evaluations included) and the ratio between them, and it writes ``OUT/learning_curves.png`` and
+``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
+a time.
+
+    python benchmarks/bench_learning.py --seeds 0 1 2 3 4                       # ~2.5 h on 2 cores
+    python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions per km"),
+           ("mean_reward", "return"))
+CONTENDERS = ("ours", "sb3", "classical", "random")
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import av_td3.train  # noqa: F401  (registers the schemas and resolvers)
+    from av_td3 import config_dir
+    from av_td3.config import validate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        raw = hydra_compose("config", overrides=overrides)
+    return raw, validate(raw)
+
+
+def eval_env(cfg):
+    from av_td3.envs.action_repeat import ActionRepeat
+    from av_td3.envs.factory import make_env
+
+    env = make_env(cfg, "eval")
+    k = cfg.trainer.action_repeat
+    return ActionRepeat(env, k) if k > 1 else env
+
+
+def job(contender: str, seed: int, overrides: list[str], out: str) -> dict:
+    import torch
+
+    from av_td3.allocator import tune_allocator
+
+    torch.set_num_threads(1)
+    tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)
+    raw, cfg = compose(["+experiment=learn_to_drive", f"seed={seed}", "device=cpu", "torch_threads=1",
+                        "trainer.progress_bar=false", *overrides])
+    fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
+    result = fn(raw, cfg, Path(out) / "runs" / contender / f"seed={seed}", contender)
+    return {"contender": contender, "seed": seed, **result}
+
+
+def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
+    from av_td3.trainer import Trainer
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(raw, cfg, run_dir)
+    t0 = time.perf_counter()
+    trainer.run()
+    wall = time.perf_counter() - t0
+    evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
+    return {"evals": evals, "wall_s": wall, "frames": trainer.step}
+
+
+def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
+    import torch
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    from av_td3.envs.action_repeat import ActionRepeat
+    from av_td3.envs.factory import make_env
+    from av_td3.evaluation import evaluate
+    from av_td3.trainer import eval_seeds
+
+    a, t, x = cfg.agent, cfg.trainer, cfg.exploration
+    k = t.action_repeat
+    train_env = make_env(cfg, "train")
+    train_env = ActionRepeat(train_env, k) if k > 1 else train_env
+    test_env = eval_env(cfg)
+
+    class DriveExtractor(BaseFeaturesExtractor):
+        """av-td3's encoder layout in SB3's terms: NatureCNN of the config's widths -> linear
+        feature_dim -> ReLU, concatenated with the observation vector."""
+
+        def __init__(self, observation_space):
+            image, vector = observation_space["image"], observation_space["vector"]
+            super().__init__(observation_space, features_dim=a.feature_dim + vector.shape[0])
+            layers, c = [], image.shape[0]
+            for ch, kernel, stride in zip(a.cnn_channels, a.cnn_kernels, a.cnn_strides):
+                layers += [nn.Conv2d(c, ch, kernel, stride), nn.ReLU()]
+                c = ch
+            self.cnn = nn.Sequential(*layers, nn.Flatten())
+            with torch.no_grad():
+                n = self.cnn(torch.zeros(1, *image.shape)).shape[1]
+            self.linear = nn.Sequential(nn.Linear(n, a.feature_dim), nn.ReLU())
+
+        def forward(self, obs):
+            return torch.cat([self.linear(self.cnn(obs["image"])), obs["vector"]], dim=1)
+
+    n_act = train_env.action_space.shape[0]
+    horizon = math.ceil(cfg.env.max_episode_steps / k)
+    if x.process == "pink":
+        from pink import PinkActionNoise
+
+        noise = PinkActionNoise(x.std, horizon, n_act, rng=np.random.default_rng(cfg.seed))
+    elif x.process == "gaussian":
+        noise = NormalActionNoise(np.zeros(n_act), x.std * np.ones(n_act))
+    else:
+        raise SystemExit(f"bench_learning: no SB3 counterpart for exploration.process={x.process}")
+
+    evals: list[dict] = []
+
+    class Evaluate(BaseCallback):
+        """Evaluate every eval_every env frames, as the trainer does (SB3 counts agent steps)."""
+
+        def _on_step(self) -> bool:
+            frames = self.num_timesteps * k
+            if t.eval_every and frames % t.eval_every < k and frames < t.total_steps:
+                evals.append({"step": frames, **evaluate(Policy(self.model), test_env,
+                                                         eval_seeds(cfg.seed, t.eval_episodes))})
+            return True
+
+    model = TD3("MultiInputPolicy", train_env, learning_rate=a.critic_lr, buffer_size=t.replay_capacity,
+                learning_starts=t.learning_starts // k, batch_size=a.batch_size, tau=a.tau, gamma=a.gamma,
+                train_freq=(1, "step"), gradient_steps=t.updates_per_step, action_noise=noise,
+                policy_delay=a.policy_delay, target_policy_noise=a.policy_noise,
+                target_noise_clip=a.noise_clip, seed=cfg.seed, device="cpu", verbose=0,
+                policy_kwargs=dict(net_arch=list(a.hidden_dims), features_extractor_class=DriveExtractor,
+                                   share_features_extractor=False))
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
+    final = evaluate(Policy(model), test_env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
+    wall = time.perf_counter() - t0
+    evals.append({"step": model.num_timesteps * k, **final})
+    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k}
+
+
+class Policy:
+    """An SB3 model behind av-td3's evaluation interface (deterministic actions)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def act(self, obs):
+        return self.model.predict(obs, deterministic=True)[0]
+
+
+class RandomPolicy:
+    def __init__(self, space, seed: int):
+        self.space = space
+        self.space.seed(seed)
+
+    def act(self, obs):
+        return self.space.sample()
+
+
+def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
+    """A contender that does not learn: its final evaluation is its score at every step."""
+    import torch
+
+    from av_td3.agents.classical import ClassicalAgent
+    from av_td3.agents.spec import AgentSpec
+    from av_td3.config import ClassicalConfig
+    from av_td3.evaluation import evaluate
+    from av_td3.trainer import eval_seeds
+
+    env = eval_env(cfg)
+    if name == "classical":
+        c = ClassicalConfig()
+        spec = AgentSpec.from_spaces(env.observation_space, env.action_space, torch.device("cpu"),
+                                     cfg.clipping)
+        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase,
+                               c.dt * cfg.trainer.action_repeat)
+    else:
+        agent = RandomPolicy(env.action_space, cfg.seed)
+    t = cfg.trainer
+    final = evaluate(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
+    return {"evals": [{"step": t.total_steps, **final}], "wall_s": math.nan, "frames": 0}
+
+
+# --- statistics and output ------------------------------------------------------------------------
+def summarise(results: list[dict], reps: int) -> dict:
+    """contender -> step -> figure -> {n, mean, mean_ci, iqm, iqm_ci}."""
+    from av_td3.analysis import stats
+
+    out: dict = {}
+    for name in dict.fromkeys(r["contender"] for r in results):
+        runs = [r for r in results if r["contender"] == name]
+        steps = sorted({e["step"] for r in runs for e in r["evals"]})
+        out[name] = {}
+        for step in steps:
+            at = [next((e for e in r["evals"] if e["step"] == step), None) for r in runs]
+            at = [e for e in at if e is not None]
+            row = {}
+            for key, _ in FIGURES:
+                values = np.array([e.get(key, math.nan) for e in at], dtype=float)
+                s = stats.summarize({key: values}, reps=reps).get(key)
+                if s is not None:
+                    row[key] = {"n": s.n, "mean": s.mean, "mean_ci": s.mean_ci, "iqm": s.iqm,
+                                "iqm_ci": s.iqm_ci}
+            out[name][step] = row
+    return out
+
+
+def fmt(cell: dict | None, pct: bool = False) -> str:
+    if not cell:
+        return "-"
+    f = (lambda v: f"{100 * v:.0f}%") if pct else (lambda v: f"{v:.3g}")
+    return (f"{f(cell['iqm'])} [{f(cell['iqm_ci'][0])}, {f(cell['iqm_ci'][1])}] "
+            f"(mean {f(cell['mean'])}, n={cell['n']})")
+
+
+def plot(summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(FIGURES), figsize=(13, 3.8), constrained_layout=True)
+    colours = dict(zip(CONTENDERS, ("tab:blue", "tab:orange", "tab:green", "tab:grey")))
+    for ax, (key, label) in zip(axes, FIGURES):
+        for name, by_step in summary.items():
+            steps = [s for s in by_step if key in by_step[s]]
+            if not steps:
+                continue
+            iqm = np.array([by_step[s][key]["iqm"] for s in steps])
+            lo = np.array([by_step[s][key]["iqm_ci"][0] for s in steps])
+            hi = np.array([by_step[s][key]["iqm_ci"][1] for s in steps])
+            n = by_step[steps[-1]][key]["n"]
+            if len(steps) == 1:  # no learning: a level line across the budget
+                ax.axhline(iqm[0], color=colours.get(name), ls="--", label=f"{name} (n={n})")
+                ax.axhspan(lo[0], hi[0], color=colours.get(name), alpha=0.12)
+            else:
+                ax.plot(steps, iqm, color=colours.get(name), label=f"{name} (n={n})")
+                ax.fill_between(steps, lo, hi, color=colours.get(name), alpha=0.2)
+        ax.set_xlabel("env frames")
+        ax.set_ylabel(f"{label} (IQM)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize=8)
+    fig.suptitle(f"{title}: IQM over seeds, bands = 95% stratified-bootstrap CI (rliable)", fontsize=10)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    p.add_argument("--jobs", type=int, default=2, help="processes at a time (one torch thread each)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/learning"))
+    p.add_argument("overrides", nargs="*", help="Hydra overrides after --, for every contender")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    _, cfg = compose(["+experiment=learn_to_drive", *args.overrides])
+    print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
+          f"frames, action repeat {cfg.trainer.action_repeat}, scenario {cfg.scenario.npc_vehicles} NPCs, "
+          f"seeds {args.seeds}")
+    print(f"SB3 has no counterpart of agent.saturation_penalty={cfg.agent.saturation_penalty} "
+          f"or agent.layer_norm={cfg.agent.layer_norm}; it runs without them", flush=True)
+    # Learners first, so the long jobs start at once.
+    order = [(c, s) for c in args.contenders if c in ("ours", "sb3") for s in args.seeds]
+    order += [(c, s) for c in args.contenders if c not in ("ours", "sb3") for s in args.seeds]
+    results = []
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(job, c, s, args.overrides, str(args.out)) for c, s in order]
+        for f in futures:
+            r = f.result()
+            results.append(r)
+            final = r["evals"][-1]
+            print(f"  {r['contender']} seed {r['seed']}: final success {final.get('success_rate', math.nan):.0%}, "
+                  f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s", flush=True)
+    summary = summarise(results, args.reps)
+    print("\nfinal evaluation, IQM [95% CI] (mean, n):")
+    for name, by_step in summary.items():
+        last = by_step[max(by_step)]
+        print(f"  {name:9s} success {fmt(last.get('success_rate'), pct=True)}; collisions/km "
+              f"{fmt(last.get('collisions_per_km'))}; return {fmt(last.get('mean_reward'))}")
+    walls = {c: {r["seed"]: r for r in results if r["contender"] == c} for c in ("ours", "sb3")}
+    common = sorted(set(walls["ours"]) & set(walls["sb3"]))
+    if common:
+        ratios = [walls["sb3"][s]["wall_s"] / walls["ours"][s]["wall_s"] for s in common]
+        fps = {c: np.median([walls[c][s]["frames"] / walls[c][s]["wall_s"] for s in common]) for c in walls}
+        print(f"\nend-to-end env frames/s (training and evaluation, median over seeds): ours {fps['ours']:.1f}, "
+              f"sb3 {fps['sb3']:.1f}; wall-time ratio sb3/ours per seed {[round(x, 2) for x in ratios]}, "
+              f"median {np.median(ratios):.2f}x")
+    for name in ("ours", "sb3"):
+        if walls[name]:
+            print(f"{name} wall per seed (s): {[round(walls[name][s]['wall_s']) for s in sorted(walls[name])]}")
+    plot(summary, args.out / "learning_curves.png", f"learn_to_drive, {cfg.trainer.total_steps} env frames")
+    (args.out / "results.json").write_text(json.dumps({"overrides": args.overrides, "runs": results,
+                                                       "summary": summary}, indent=1, default=float))
+    print(f"\nwrote {args.out / 'learning_curves.png'} and {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
