@@ -23,7 +23,7 @@ bootstrap CIs (rliable, via ``av_td3.analysis.stats``), the wall time of each le
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time.
 
-    python benchmarks/bench_learning.py --seeds 0 1 2 3 4                       # ~2.5 h on 2 cores
+    python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
 """
 
@@ -279,6 +279,8 @@ def plot(summary: dict, path: Path, title: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--sb3-seeds", type=int, nargs="+", help="seeds for SB3 (default: --seeds); the wall-time "
+                                                             "ratio uses the seeds both learners ran")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one torch thread each)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
@@ -292,9 +294,12 @@ def main() -> None:
           f"seeds {args.seeds}")
     print(f"SB3 has no counterpart of agent.saturation_penalty={cfg.agent.saturation_penalty} "
           f"or agent.layer_norm={cfg.agent.layer_norm}; it runs without them", flush=True)
-    # Learners first, so the long jobs start at once.
-    order = [(c, s) for c in args.contenders if c in ("ours", "sb3") for s in args.seeds]
-    order += [(c, s) for c in args.contenders if c not in ("ours", "sb3") for s in args.seeds]
+    # Learners first, ours and SB3 on the same seed side by side (equal load on both), then the rest.
+    seeds = {c: (args.sb3_seeds or args.seeds) if c == "sb3" else args.seeds for c in args.contenders}
+    learners = [c for c in args.contenders if c in ("ours", "sb3")]
+    order = [(c, s) for s in dict.fromkeys(args.seeds + (args.sb3_seeds or [])) for c in learners
+             if s in seeds[c]]
+    order += [(c, s) for c in args.contenders if c not in learners for s in seeds[c]]
     results = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(job, c, s, args.overrides, str(args.out)) for c, s in order]

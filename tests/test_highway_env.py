@@ -230,6 +230,12 @@ def test_observed_obstacle_features_match_the_measured_gap_and_ttc():
         assert gap == pytest.approx(info["obstacle_distance"] / env.cfg.obstacle_range)
         assert closing * 30.0 == pytest.approx(info["speed"], rel=1e-5)  # closing on a parked car
     # The first 53 floats are the reference's: the same with and without the features.
+    accel = make(observe_obstacle=True, observe_acceleration=True)
+    accel.reset(seed=0)
+    steps = run(accel, [[0.0, 1.0], [0.0, -0.5]])
+    assert [o[VECTOR].shape for o, *_ in steps] == [(VECTOR_SIZE + 3,)] * 2
+    assert [o[VECTOR][-1] * 8.0 for o, *_ in steps] == pytest.approx(
+        [i["longitudinal_acceleration"] for *_, i in steps], rel=1e-6)
     plain = make()
     plain_obs, _ = plain.reset(seed=0)
     np.testing.assert_array_equal(plain_obs[VECTOR], env.reset(seed=0)[0][VECTOR][:VECTOR_SIZE])

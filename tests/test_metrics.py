@@ -156,7 +156,6 @@ class CountingAgent:
         self.resets += 1
 
     def act(self, obs):
-        assert not explore
         return np.array([0.0, 0.5], np.float32)
 
 

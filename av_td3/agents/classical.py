@@ -19,14 +19,14 @@ import numpy as np
 
 from av_td3.agents.spec import AgentSpec
 from av_td3.envs.contract import (MAX_STEER_RAD, N_WAYPOINTS, SPEED_SCALE, VECTOR, VECTOR_SIZE,
-                                  WAYPOINT_SCALE, vector_size)
+                                  WAYPOINT_SCALE)
 
 
 class ClassicalAgent:
     def __init__(self, spec: AgentSpec, target_speed: float, kp: float, ki: float, kd: float,
                  lookahead: float, wheelbase: float, dt: float):
-        # It reads the first 53 floats; the obstacle features (env.observe_obstacle) are ignored.
-        if spec.vector_size not in (VECTOR_SIZE, vector_size(True)) or spec.action_dim != 2:
+        # It reads the first 53 floats; optional features after them (env.observe_*) are ignored.
+        if spec.vector_size < VECTOR_SIZE or spec.action_dim != 2:
             raise ValueError(
                 f"the classical controller needs a driving env's observation vector ({VECTOR_SIZE} "
                 f"floats) and [steer, throttle_brake] actions; got vector {spec.vector_size}, "

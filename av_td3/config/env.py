@@ -93,6 +93,9 @@ class DrivingEnvConfig:
     # vector (55 floats). The reference's 53 floats say nothing about other vehicles, so only the
     # camera shows them (contract.py).
     observe_obstacle: bool = False
+    # Append the measured longitudinal acceleration / 8 m/s^2 (an IMU's reading). With an actuator lag
+    # the acceleration is state that speed alone does not show, so without it the task is not Markov.
+    observe_acceleration: bool = False
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def check(self, key: str = "env") -> None:

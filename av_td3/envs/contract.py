@@ -5,7 +5,9 @@ Observation: ``{"image": uint8 (frames, H, W) grayscale, oldest frame first, zer
 route waypoints ahead (x forward, y right, vehicle frame, metres /50). With ``env.observe_obstacle``
 (off in the reference) two more floats follow (55 in all): the gap to the nearest obstacle ahead /
 obstacle_range (1 when none is in range) and its closing speed / 30 (0 when none, or not closing), the
-quantities both envs already measure for the reward. Action: Box(-1, 1, (2,)) =
+quantities both envs already measure for the reward; with ``env.observe_acceleration`` one more: the
+measured longitudinal acceleration / 8 m/s^2, the state an actuator lag hides from speed alone.
+Action: Box(-1, 1, (2,)) =
 [steer, throttle_brake]; throttle = max(a1, 0), brake = max(-a1, 0).
 
 Sign conventions (shared by every env, the reward and the metrics): lateral deviation is positive when
@@ -33,6 +35,7 @@ LATERAL_SCALE = 3.5  # m
 WAYPOINT_SCALE = 50.0  # m
 VECTOR_SIZE = 3 + 2 * N_WAYPOINTS  # 53
 OBSTACLE_FEATURES = 2  # gap / obstacle_range, closing speed / SPEED_SCALE (env.observe_obstacle)
+ACCELERATION_SCALE = 8.0  # m/s^2 (env.observe_acceleration): full braking is -1
 
 ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 # Steering angle at steer = +-1. CARLA's Model 3 front wheels turn ~70 deg at full lock; the embedded
@@ -40,14 +43,16 @@ ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 MAX_STEER_RAD = math.radians(70.0)
 
 
-def vector_size(observe_obstacle: bool) -> int:
-    return VECTOR_SIZE + (OBSTACLE_FEATURES if observe_obstacle else 0)
+def vector_size(cfg) -> int:
+    """The vector's length for a driving env config (53 plus the optional features it asks for)."""
+    return VECTOR_SIZE + OBSTACLE_FEATURES * bool(cfg.observe_obstacle) + bool(cfg.observe_acceleration)
 
 
-def observation_space(frames: int, height: int, width: int, observe_obstacle: bool = False) -> spaces.Dict:
+def observation_space(cfg) -> spaces.Dict:
+    """The observation space of a driving env config (``DrivingEnvConfig``)."""
     return spaces.Dict({
-        IMAGE: spaces.Box(0, 255, shape=(frames, height, width), dtype=np.uint8),
-        VECTOR: spaces.Box(-np.inf, np.inf, shape=(vector_size(observe_obstacle),), dtype=np.float32),
+        IMAGE: spaces.Box(0, 255, shape=(cfg.frame_stack, cfg.image_height, cfg.image_width), dtype=np.uint8),
+        VECTOR: spaces.Box(-np.inf, np.inf, shape=(vector_size(cfg),), dtype=np.float32),
     })
 
 
@@ -59,16 +64,28 @@ def split_action(action: np.ndarray) -> tuple[float, float, float]:
 
 
 def build_vector(speed: float, lateral_deviation: float, heading_error: float,
-                 waypoints_vehicle: np.ndarray, obstacle: np.ndarray | None = None) -> np.ndarray:
+                 waypoints_vehicle: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
     """The 53-float vector. ``waypoints_vehicle``: (25, 2) route points ahead as (x fwd, y right) m.
-    ``obstacle``: ``obstacle_features(...)``, appended when the env observes obstacles (55 floats)."""
+    ``extra``: ``extra_features(...)``, the optional features, appended."""
     assert waypoints_vehicle.shape == (N_WAYPOINTS, 2), waypoints_vehicle.shape
     head = np.array([speed / SPEED_SCALE, lateral_deviation / LATERAL_SCALE, heading_error / math.pi],
                     dtype=np.float32)
     parts = [head, (waypoints_vehicle / WAYPOINT_SCALE).astype(np.float32).ravel()]
-    if obstacle is not None:
-        parts.append(obstacle)
+    if extra is not None:
+        parts.append(extra)
     return np.concatenate(parts)
+
+
+def extra_features(q: "StepQuantities", cfg) -> np.ndarray | None:
+    """The features past the reference's 53 that a driving env config asks for, from the step's
+    quantities: obstacle (gap, closing speed) with observe_obstacle, acceleration with
+    observe_acceleration; None when it asks for none."""
+    parts = []
+    if cfg.observe_obstacle:
+        parts.append(obstacle_features(q.obstacle_distance, q.time_to_collision, cfg.obstacle_range))
+    if cfg.observe_acceleration:
+        parts.append(np.array([q.longitudinal_acceleration / ACCELERATION_SCALE], dtype=np.float32))
+    return np.concatenate(parts) if parts else None
 
 
 def obstacle_features(distance: float, time_to_collision: float, obstacle_range: float) -> np.ndarray:

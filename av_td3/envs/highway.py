@@ -47,7 +47,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, build_vector, obstacle_features, observation_space,
+                                  StepQuantities, build_vector, extra_features, observation_space,
                                   split_action)
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
@@ -190,8 +190,7 @@ class HighwayDrivingEnv(gym.Env):
         self.cfg, self.role, self.render_mode = cfg, role, render_mode
         self.n_npcs = int(round(npc_vehicles * cfg.traffic_fraction))
         self.dt = 1.0 / cfg.simulation_frequency
-        self.observation_space = observation_space(cfg.frame_stack, cfg.image_height, cfg.image_width,
-                                                   cfg.observe_obstacle)
+        self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
         self.network, self.route = build_road(cfg)
         self.camera = TopDownCamera(cfg, self.network, self.route)
@@ -339,7 +338,6 @@ class HighwayDrivingEnv(gym.Env):
             self._last_rgb = self.camera.to_rgb(samples)
         gray = self.camera.to_gray(samples)
         waypoints = self.route.waypoints_ahead(self.ego.position, float(self.ego.heading), proj.s)
-        obstacle = (obstacle_features(q.obstacle_distance, q.time_to_collision, self.cfg.obstacle_range)
-                    if self.cfg.observe_obstacle else None)
-        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints, obstacle)
+        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints,
+                              extra_features(q, self.cfg))
         return {IMAGE: self._stack.push(gray), VECTOR: vector}

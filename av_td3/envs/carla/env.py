@@ -74,8 +74,7 @@ class CarlaDrivingEnv(gym.Env):
         self.ports = resolve_ports(cfg.host, cfg.port, cfg.traffic_manager_port, cfg.port_stride,
                                    self.job_num, role)
         self.route = load_route(cfg.route_file or None)
-        self.observation_space = observation_space(cfg.frame_stack, cfg.image_height, cfg.image_width,
-                                                   cfg.observe_obstacle)
+        self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
         self.reconnects = 0  # reconnect attempts over the env's life (each one logged)
         self._failures = 0  # consecutive failures since the last good step / reset
@@ -344,8 +343,7 @@ class CarlaDrivingEnv(gym.Env):
         gray = bgra_to_gray(image.raw_data, image.width, image.height, cfg.image_height, cfg.image_width)
         if self.render_mode == "rgb_array":
             self._last_rgb = bgra_to_rgb(image.raw_data, image.width, image.height)
-        return {IMAGE: self._stack.push(gray), VECTOR: observation_vector(
-            self.route, ego, q, proj, self.cfg.obstacle_range if self.cfg.observe_obstacle else None)}
+        return {IMAGE: self._stack.push(gray), VECTOR: observation_vector(self.route, ego, q, proj, self.cfg)}
 
     def _ego_state(self) -> EgoState:
         snapshot = self._world.get_snapshot()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
-from av_td3.envs.contract import StepQuantities, build_vector, obstacle_features, split_action
+from av_td3.envs.contract import StepQuantities, build_vector, extra_features, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
 
 
@@ -112,10 +112,9 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
 
 
 def observation_vector(route: Route, ego: EgoState, q: StepQuantities, proj: Projection,
-                       obstacle_range: float | None = None) -> np.ndarray:
+                       cfg=None) -> np.ndarray:
     """The contract's 53 floats: speed, signed lateral deviation, heading error, 25 waypoints ahead;
-    with ``obstacle_range`` (env.observe_obstacle) the obstacle sensor's gap and closing speed too."""
+    then the optional features the env config ``cfg`` asks for (``contract.extra_features``)."""
     waypoints = route.waypoints_ahead(ego.position, ego.yaw, proj.s)
-    obstacle = (None if obstacle_range is None
-                else obstacle_features(q.obstacle_distance, q.time_to_collision, obstacle_range))
-    return build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints, obstacle)
+    extra = None if cfg is None else extra_features(q, cfg)
+    return build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints, extra)
