@@ -81,3 +81,23 @@ def all_grad_tags(net: str) -> list[str]:
     tags = [grad_norm(net, w) for w in ("BEFORE", "AFTER")]
     tags += [grad_norm(net, w, p) for w in ("BEFORE", "AFTER") for p in PARTS]
     return tags + [clip_ratio(net), clipped(net)]
+
+
+def clip_limit(net: str) -> str:
+    """The whole-network max_norm in force (written beside the norms when the network is norm-clipped)."""
+    return f"debug/{net}_grad_clip_limit"
+
+
+def custom_scalars_layout() -> dict:
+    """TensorBoard's Custom Scalars dashboard: per network, one chart of BEFORE and AFTER with the limit,
+    one of the clip ratio, one of the update ratios (whole, cnn, mlp)."""
+    layout = {}
+    for net in NETWORKS:
+        layout[net] = {
+            "gradient norm: BEFORE, AFTER, limit": ["Multiline", [grad_norm(net, "BEFORE"), grad_norm(net, "AFTER"),
+                                                                 clip_limit(net)]],
+            "clip ratio (AFTER / BEFORE)": ["Multiline", [clip_ratio(net)]],
+            "update ratio ||step|| / ||weights||": ["Multiline", [update_ratio(net)] +
+                                                    [update_ratio(net, p) for p in PARTS]],
+        }
+    return layout

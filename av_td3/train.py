@@ -72,9 +72,11 @@ def train(raw_cfg: DictConfig) -> float:
         cfg = validate(raw_cfg)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
         job_num = hc.job.num if multirun else 0
-        final_return = Trainer(raw_cfg, cfg, run_dir, job_num=job_num,
-                               hparams=hparams_of(raw_cfg, hc)).run()
+        trainer = Trainer(raw_cfg, cfg, run_dir, job_num=job_num, hparams=hparams_of(raw_cfg, hc))
+        final_return = trainer.run()
         _freeze_survivors()
+        if trainer.stop_signal is not None:
+            _report_stop(trainer.stop_signal, run_dir, hc, multirun)
         return final_return
     except ConfigError as e:
         return _fail(run_dir, f"invalid config: {e}", multirun, exc=e, code=2)
@@ -109,6 +111,29 @@ def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code:
         raise exc
     print(f"av-td3-train: {message}\n(traceback in {run_dir / 'error.txt'})", file=sys.stderr)
     sys.exit(code)
+
+
+def relaunch_command(hc, run_dir: Path, multirun: bool) -> str:
+    """The command that resumes this run (or, in a sweep, the whole sweep) from its checkpoint."""
+    import shlex
+
+    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    where = (f"hydra.sweep.dir={Path(hc.sweep.dir).absolute()}" if multirun
+             else f"hydra.run.dir={run_dir.absolute()}")
+    return " ".join(["av-td3-train", *(["-m"] if multirun else []), *map(shlex.quote, overrides), where])
+
+
+def _report_stop(signum: int, run_dir: Path, hc, multirun: bool) -> None:
+    """A run stopped by SIGINT / SIGTERM has checkpointed: say how to resume it, and exit as a process
+    killed by that signal would (130 for SIGINT, 143 for SIGTERM), so scripts see it did not finish."""
+    import signal
+
+    command = relaunch_command(hc, run_dir, multirun)
+    log.warning("stopped by %s; resume with:\n  %s", signal.Signals(signum).name, command)
+    if not multirun:
+        print(f"av-td3-train: stopped by {signal.Signals(signum).name}; checkpoint in {run_dir}. Resume with:\n"
+              f"  {command}", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 def _archive_error(run_dir: Path) -> None:

@@ -74,6 +74,7 @@ class Trainer:
         self.episode = 0
         self.evals: list[dict] = []  # one row per evaluation phase
         self.wall_time = 0.0  # seconds spent in earlier sessions of this run (resume)
+        self._session_start = time.monotonic()
         self.stop_signal: int | None = None
         self.reconnects = 0  # env episodes lost to simulator failures (CARLA) and rebuilt
 
@@ -88,6 +89,7 @@ class Trainer:
         updates = UpdateLog()
         self._install_signal_handlers()
         start, start_step = time.monotonic(), self.step
+        self._session_start = start
         log.info("start: step %d of %d on %s, %d torch threads; run dir %s", self.step, t.total_steps,
                  self.device, torch.get_num_threads(), self.run_dir)
         checkpoint_due = False
@@ -146,7 +148,6 @@ class Trainer:
             if self.learns and self.agent.num_updates > logged_at:
                 self._log_updates(updates)
             final = self._evaluate(final=True)
-            self.wall_time += time.monotonic() - start
             self._checkpoint()
             self._write_results("finished", final)
             (self.run_dir / DONE).touch()  # last: a run with DONE is complete
@@ -187,9 +188,9 @@ class Trainer:
     def _log_updates(self, updates: UpdateLog) -> None:
         guarded = self.agent.guarded_steps()
         critic, actor, health = updates.fetch({n: g.health() for n, g in guarded.items()})
-        self.logger.scalars(critic, updates.critic_step)
+        self.logger.scalars(critic | self._limits("critic"), updates.critic_step)
         if actor:
-            self.logger.scalars(actor, updates.actor_step)
+            self.logger.scalars(actor | self._limits("actor"), updates.actor_step)
         alerts: dict[str, float] = {}  # written only when they fire; the value is the offending norm
         for net, h in health.items():
             for level in ("warning", "critical"):
@@ -210,6 +211,10 @@ class Trainer:
                     f"{int(h['nonfinite_max_run'])} consecutive {net} updates had a non-finite loss or "
                     f"gradient (limit trainer.max_consecutive_nonfinite={limit}); stopped at step "
                     f"{self.step}, checkpoint in {self.run_dir / checkpoint.CHECKPOINT}")
+
+    def _limits(self, net: str) -> dict[str, float]:
+        limit = getattr(self.cfg.clipping, net).limit()
+        return {} if limit is None else {tags.clip_limit(net): float(limit)}
 
     def _log_episode(self, ep: "EpisodeTally") -> None:
         values = {tags.EPISODE_REWARD: ep.total, tags.EPISODE_LENGTH: float(ep.length),
@@ -238,12 +243,16 @@ class Trainer:
 
     def _state(self) -> dict:
         state = {"step": self.step, "episode": self.episode, "evals": self.evals,
-                 "wall_time": self.wall_time, "reconnects": self.reconnects,
+                 "wall_time": self.elapsed(), "reconnects": self.reconnects,
                  "rng": checkpoint.rng_state(self._generators())}
         if self.learns:
             state["agent"] = self.agent.state_dict()
             state["replay"] = self.replay.state_dict()
         return state
+
+    def elapsed(self) -> float:
+        """Wall seconds of this run over every session so far (earlier ones from the checkpoint)."""
+        return self.wall_time + time.monotonic() - self._session_start
 
     def _generators(self) -> dict[str, np.random.Generator]:
         return {"action_space": self.env.action_space.np_random, "exploration": self.explorer.rng}
@@ -286,7 +295,7 @@ class Trainer:
             # Parameters per network and part: validate skips the dead-part check where there are none.
             "parameters": {net: {part: sum(p.numel() for p in ps) for part, ps in g.clipper.parts.items()}
                            for net, g in (self.agent.guarded_steps().items() if self.learns else [])},
-            "reconnects": self.reconnects, "wall_time_s": self.wall_time, "error": error,
+            "reconnects": self.reconnects, "wall_time_s": self.elapsed(), "error": error,
         }
         if hasattr(self, "logger") and self.hparams:
             metric_tags = [f"eval/{k}" for k in (final or {})] or [tags.EVAL_MEAN_REWARD]
@@ -298,7 +307,7 @@ class Trainer:
     def _stop(self, reason: str) -> float:
         self._checkpoint()
         self._write_results("stopped", None, error=reason)
-        log.warning("stopped by %s at step %d; checkpoint saved, relaunch to resume", reason, self.step)
+        log.warning("stopped by %s at step %d; checkpoint saved", reason, self.step)
         chained = self._chained_handlers.get(self.stop_signal)
         if callable(chained):  # e.g. submitit's preemption handler: requeue, now that we checkpointed
             chained(self.stop_signal, None)

@@ -134,12 +134,15 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
 
     n_act = train_env.action_space.shape[0]
     horizon = math.ceil(cfg.env.max_episode_steps / k)
+    sigma = x.std * (np.ones(n_act) if x.action_scale is None else np.asarray(x.action_scale))
+    if x.final_std is not None:
+        raise SystemExit("bench_learning: SB3's action noise has no decay schedule (exploration.final_std)")
     if x.process == "pink":
         from pink import PinkActionNoise
 
-        noise = PinkActionNoise(x.std, horizon, n_act, rng=np.random.default_rng(cfg.seed))
+        noise = PinkActionNoise(sigma, horizon, n_act, rng=np.random.default_rng(cfg.seed))
     elif x.process == "gaussian":
-        noise = NormalActionNoise(np.zeros(n_act), x.std * np.ones(n_act))
+        noise = NormalActionNoise(np.zeros(n_act), sigma)
     else:
         raise SystemExit(f"bench_learning: no SB3 counterpart for exploration.process={x.process}")
 
@@ -292,8 +295,10 @@ def main() -> None:
     print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
           f"frames, action repeat {cfg.trainer.action_repeat}, scenario {cfg.scenario.npc_vehicles} NPCs, "
           f"seeds {args.seeds}")
-    print(f"SB3 has no counterpart of agent.saturation_penalty={cfg.agent.saturation_penalty} "
-          f"or agent.layer_norm={cfg.agent.layer_norm}; it runs without them", flush=True)
+    print(f"SB3 has no counterpart of agent.saturation_penalty={cfg.agent.saturation_penalty}, "
+          f"agent.layer_norm={cfg.agent.layer_norm}, agent.n_step={cfg.agent.n_step} or "
+          f"exploration.warmup={cfg.exploration.warmup} (its warm-up actions are uniform); it runs without "
+          "them", flush=True)
     # Learners first, ours and SB3 on the same seed side by side (equal load on both), then the rest.
     seeds = {c: (args.sb3_seeds or args.seeds) if c == "sb3" else args.seeds for c in args.contenders}
     learners = [c for c in args.contenders if c in ("ours", "sb3")]

@@ -142,16 +142,33 @@ def test_reference_experiment_is_spec_and_learn_to_drive_changes_only_levers(com
     assert drive.env.max_episode_steps == 1000 and drive.scenario.npc_vehicles == 20  # SPEC's task
 
 
-@pytest.mark.parametrize("lever, key, value", [("lag", "env.actuator_time_constant", 0.3),
-                                               ("obstacle", "env.observe_obstacle", True),
-                                               ("saturation", "agent.saturation_penalty", 0.001)])
-def test_each_ablation_arm_is_the_reference_plus_one_lever(compose, lever, key, value):
+LEVERS = {
+    "lag": {("env", "actuator_time_constant")},
+    "observation": {("env", "observe_obstacle"), ("env", "observe_acceleration")},
+    "saturation": {("agent", "saturation_penalty")},
+    "exploration": {("exploration", k) for k in ("process", "std", "action_scale", "warmup")},
+    "temporal": {("trainer", "action_repeat"), ("agent", "n_step")},
+}
+
+
+@pytest.mark.parametrize("lever", sorted(LEVERS))
+def test_each_ablation_arm_is_the_reference_plus_one_lever(compose, lever):
     from omegaconf import OmegaConf
 
-    base = compose(["+experiment=learn_to_drive_ablation"])
-    arm = compose(["+experiment=learn_to_drive_ablation", f"levers={lever}"])
-    assert OmegaConf.select(arm, key) == value
-    flat = lambda c: {k: v for k, v in OmegaConf.to_container(c).items()}  # noqa: E731
-    differ = [(g, k) for g in ("env", "agent", "exploration", "trainer")
-              for k in flat(base[g]) if flat(base[g])[k] != flat(arm[g])[k]]
-    assert differ == [tuple(key.split("."))]
+    def keys(overrides):
+        cfg = compose(["+experiment=learn_to_drive_ablation", *overrides])
+        return {(g, k): v for g in ("env", "agent", "exploration", "trainer")
+                for k, v in OmegaConf.to_container(cfg[g]).items()}
+
+    base, arm = keys([]), keys([f"levers={lever}"])
+    assert {k for k in base if base[k] != arm[k]} == LEVERS[lever]
+    drive = keys(["levers=drive"])  # all of them: the union of every arm's changes
+    assert {k for k in base if base[k] != drive[k]} == set().union(*LEVERS.values())
+    assert all(drive[k] == arm[k] for k in LEVERS[lever])
+
+
+def test_plus_key_unknown_to_the_schema_is_rejected_before_any_work(compose):
+    with pytest.raises(ConfigError, match="full_key: agent.bogus"):
+        validate(compose(["+agent.bogus=1"]))
+    with pytest.raises(ConfigError, match="full_key: exploration.nope"):
+        validate(compose(["+exploration.nope=1"]))

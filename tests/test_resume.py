@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
@@ -53,6 +54,7 @@ def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "DONE").exists() and not (killed / "results.json").exists()
+    first_session = torch.load(killed / "checkpoint.pt", weights_only=True)["wall_time"]
 
     r = subprocess.run(TRAIN + [f"hydra.run.dir={killed}"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -64,6 +66,8 @@ def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path):
     assert b["status"] == "finished" and b["step"] == 900 and (killed / "DONE").exists()
     assert b["final_eval"] == a["final_eval"]
     assert b["evals"] == a["evals"] and b["updates"] == a["updates"] and b["episodes"] == a["episodes"]
+    # Wall time adds up over sessions: the first session's, up to its checkpoint, counts too.
+    assert first_session > 0 and b["wall_time_s"] > first_session
 
     steps_whole, steps_killed = raw_tag_steps(whole), raw_tag_steps(killed)
     assert max(steps_killed.values()) == 1, "a (tag, step) pair was written twice"
@@ -74,3 +78,27 @@ def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path):
     for tag in wanted:
         np.testing.assert_array_equal(sb[tag].steps, sa[tag].steps)
         np.testing.assert_allclose(sb[tag].values, sa[tag].values, rtol=1e-6, err_msg=tag)
+
+
+def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path):
+    import shlex
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(TRAIN + [f"hydra.run.dir={run}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "train.csv").exists():  # training has started
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    command = err.split("Resume with:\n", 1)[1].strip().splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[0] == "av-td3-train" and f"hydra.run.dir={run.absolute()}" in argv
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "stopped" and results["wall_time_s"] > 0
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", *argv[1:]], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "results.json").read_text())["status"] == "finished"

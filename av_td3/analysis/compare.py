@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,58 +163,96 @@ def latex(table: list[dict], baseline: str | None) -> str:
     return "\n".join(out + ["\\bottomrule", "\\end{tabular}", ""])
 
 
+def _group_grid(members: list[RunRow], tag: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, runs x steps) of one tag over a group's runs. A run contributes only between its first and
+    last logged step (NaN elsewhere: nothing is extrapolated, backwards or forwards)."""
+    series = [read_scalars(r.run, [tag]).get(tag) for r in members]
+    series = [s for s in series if s is not None and len(s[0])]
+    if not series:
+        return None
+    steps = np.unique(np.concatenate([s[0] for s in series]))
+    return steps, np.array([np.interp(steps, s[0], s[1], left=np.nan, right=np.nan) for s in series])
+
+
+def _plot_band(ax, steps: np.ndarray, grid: np.ndarray, label: str, style: str = "-", log: bool = False):
+    """The mean over runs where any run has data, and its 95% bootstrap band where at least two do."""
+    n = np.sum(~np.isnan(grid), axis=0)
+    with np.errstate(all="ignore"):
+        data = np.log10(grid) if log else grid
+        mean = np.nanmean(data, axis=0)
+        low, high = _bootstrap_band(data)
+    if log:
+        mean, low, high = 10 ** mean, 10 ** low, 10 ** high
+    (line,) = ax.plot(steps, mean, style, label=label, lw=1.2)
+    two = n >= 2
+    if two.any():
+        ax.fill_between(steps, np.where(two, low, np.nan), np.where(two, high, np.nan), alpha=0.2,
+                        color=line.get_color())
+    return line
+
+
 def plot_curves(rows: list[RunRow], out: Path) -> list[Path]:
-    """Evaluation return per group (mean over seeds, 95% bootstrap band) and gradient norms."""
+    """Evaluation return and success rate per group (mean over seeds, 95% bootstrap band), gradient norms
+    and update ratios."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = sorted({r.group for r in rows})
+    members = {g: [r for r in rows if r.group == g] for g in groups}
     written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for group in sorted({r.group for r in rows}):
-        curves = [read_scalars(r.run, [tags.EVAL_MEAN_REWARD]).get(tags.EVAL_MEAN_REWARD) for r in rows
-                  if r.group == group]
-        curves = [c for c in curves if c is not None and len(c[0])]
-        if not curves:
-            continue
-        steps = np.unique(np.concatenate([c[0] for c in curves]))
-        grid = np.array([np.interp(steps, c[0], c[1], right=np.nan) for c in curves])
-        mean = np.nanmean(grid, axis=0)
-        low, high = _bootstrap_band(grid)
-        ax.plot(steps, mean, label=f"{group} (n={len(curves)})")
-        ax.fill_between(steps, low, high, alpha=0.2)
-    ax.set_xlabel("environment step")
-    ax.set_ylabel("evaluation return")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, tag, label in zip(axes, (tags.EVAL_MEAN_REWARD, tags.EVAL_SUCCESS_RATE),
+                              ("evaluation return", "evaluation success rate")):
+        for group in groups:
+            found = _group_grid(members[group], tag)
+            if found is not None:
+                _plot_band(ax, *found, label=f"{group} (n={len(found[1])})")
+        ax.set_xlabel("environment step")
+        ax.set_ylabel(f"{label} (mean, 95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     written += _save(fig, out / "curves")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, net in zip(axes, tags.NETWORKS):
         limits = set()
-        for group in sorted({r.group for r in rows}):
-            members = [r for r in rows if r.group == group]
+        for group in groups:
             for when, style in (("BEFORE", "-"), ("AFTER", "--")):
-                tag = tags.grad_norm(net, when)
-                series = [read_scalars(r.run, [tag]).get(tag) for r in members]
-                series = [s for s in series if s is not None and len(s[0])]
-                if series:
-                    steps = np.unique(np.concatenate([s[0] for s in series]))
-                    grid = np.array([np.interp(steps, s[0], s[1], right=np.nan) for s in series])
-                    ax.plot(steps, np.nanmean(grid, axis=0), style, label=f"{group} {when}", lw=1)
-            limit = members[0].run.clip_limit(net) if members else None
+                found = _group_grid(members[group], tags.grad_norm(net, when))
+                if found is not None:
+                    _plot_band(ax, *found, label=f"{group} {when}", style=style, log=True)
+            limit = members[group][0].run.clip_limit(net)
             if limit is not None:
                 limits.add(limit)
         for limit in sorted(limits):
             ax.axhline(limit, color="k", lw=0.8, ls=":")
-            ax.annotate(f"max_norm {limit:g}", (0, limit), fontsize=7, va="bottom")
+            ax.annotate(f"max_norm {limit:g}", (0.01, limit), xycoords=("axes fraction", "data"), fontsize=7,
+                        va="bottom")
         ax.set_yscale("log")
         ax.set_title(f"{net} gradient norm (global L2)")
         ax.set_xlabel("environment step")
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     written += _save(fig, out / "grad_norms")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    drawn = False
+    for ax, net in zip(axes, tags.NETWORKS):
+        for group in groups:
+            found = _group_grid(members[group], tags.update_ratio(net))
+            if found is not None:
+                _plot_band(ax, *found, label=f"{group} (n={len(found[1])})", log=True)
+                drawn = True
+        ax.set_yscale("log")
+        ax.set_title(f"{net} update ratio ||step|| / ||weights||")
+        ax.set_xlabel("environment step")
+        ax.set_ylabel("geometric mean over runs, 95% bootstrap CI")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    if drawn:
+        written += _save(fig, out / "update_ratio")
     plt.close("all")
     return written
 
@@ -224,8 +263,10 @@ def _bootstrap_band(grid: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[
         return grid[0], grid[0]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(grid), (reps, len(grid)))
-    means = np.nanmean(grid[idx], axis=1)
-    return np.nanpercentile(means, 2.5, axis=0), np.nanpercentile(means, 97.5, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps where a resample has no run with data
+        means = np.nanmean(grid[idx], axis=1)
+        return np.nanpercentile(means, 2.5, axis=0), np.nanpercentile(means, 97.5, axis=0)
 
 
 def _save(fig, stem: Path) -> list[Path]:

@@ -40,6 +40,8 @@ from av_td3.analysis.runs import discover_runs, find_run_paths
 BASELINES = {
     "clipping_ablation": "clipping=none",
     "td3_vs_ddpg": "agent=ddpg",
+    "learn_to_drive_ablation": "levers=reference",
+    "actor_clipping": "clip_arm=none",
 }
 DEFAULT_SIZE = "full"  # conf/config.yaml's choice; left off the command so job names match a plain -m run
 METRIC = "final/mean_reward"

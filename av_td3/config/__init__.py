@@ -30,9 +30,27 @@ def validate(cfg: DictConfig) -> Config:
 
     Raises ConfigError with a message naming the offending key.
     """
+    _reject_unknown_keys(cfg, "")
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError:
         raise
     except OmegaConfBaseException as e:  # missing values, wrong types caught late
         raise ConfigError(str(e)) from None
+
+
+def _reject_unknown_keys(node: DictConfig, prefix: str) -> None:
+    """Keys a schema does not declare, under any node typed by a dataclass. Hydra stops ``agent.bogus=1``
+    itself; ``+agent.bogus=1`` (which its message suggests) gets past it into a node typed ``Any`` in
+    the root schema, and would only fail when the agent is built."""
+    import dataclasses
+
+    kind = OmegaConf.get_type(node)
+    declared = ({f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None)
+    for key in node.keys():
+        if declared is not None and key not in declared:
+            raise ConfigError(f"Key '{key}' is not in struct\n    full_key: {prefix}{key}\n"
+                              f"    object_type={kind.__name__}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _reject_unknown_keys(child, f"{prefix}{key}.")
