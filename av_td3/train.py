@@ -64,8 +64,24 @@ def train(raw_cfg: DictConfig) -> float:
     import torch
 
     from av_td3.allocator import tune_allocator
+    from av_td3.run_lock import RunDirLocked, hold
     from av_td3.trainer import Trainer
 
+    if not multirun:
+        try:  # a rejected single run leaves no run directory behind (Hydra made one for its log)
+            validate(raw_cfg)
+        except ConfigError as e:
+            _discard_fresh(run_dir)
+            print(f"av-td3-train: invalid config: {e}", file=sys.stderr)
+            sys.exit(2)
+    try:  # before anything is written into the directory, error.txt included
+        lock = hold(run_dir)  # noqa: F841  (held until this process ends)
+    except RunDirLocked as e:
+        log.error("%s", e)
+        if multirun:
+            raise
+        print(f"av-td3-train: {e}", file=sys.stderr)
+        sys.exit(3)
     tune_allocator()  # before the first large buffer: updates then reuse heap memory (allocator.py)
     _archive_error(run_dir)
     try:
@@ -134,6 +150,15 @@ def _report_stop(signum: int, run_dir: Path, hc, multirun: bool) -> None:
         print(f"av-td3-train: stopped by {signal.Signals(signum).name}; checkpoint in {run_dir}. Resume with:\n"
               f"  {command}", file=sys.stderr)
         sys.exit(128 + signum)
+
+
+def _discard_fresh(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but what Hydra wrote before the task ran (its config
+    and log): a run that never started. One with a checkpoint, events or results is kept."""
+    import shutil
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _archive_error(run_dir: Path) -> None:

@@ -16,6 +16,7 @@ import logging
 import math
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from av_td3 import checkpoint, tags
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
@@ -94,9 +96,11 @@ class Trainer:
                  self.device, torch.get_num_threads(), self.run_dir)
         checkpoint_due = False
         logged_at = getattr(self.agent, "num_updates", 0)  # the update count at the last log
-        bar = tqdm(total=t.total_steps, initial=self.step, disable=not t.progress_bar, unit="frame",
-                   dynamic_ncols=True, mininterval=1.0)
+        bar = self._progress_bar()
+        # Log lines go through tqdm.write while a bar is shown, so they never land on the bar's line.
+        redirect = logging_redirect_tqdm(loggers=[logging.getLogger(), log]) if t.progress_bar else nullcontext()
         try:
+            redirect.__enter__()  # left in the finally below, after the bar is closed
             obs, ep = self._new_episode()
             while self.step < t.total_steps and self.learns:
                 if self.step < t.learning_starts:
@@ -118,6 +122,9 @@ class Trainer:
                 previous, self.step = self.step, self.step + frames
                 bar.update(frames)
 
+                if previous < t.learning_starts <= self.step:  # warm-up over: a bar whose ETA is training's
+                    bar.close()
+                    bar = self._progress_bar()
                 if self.step >= t.learning_starts:
                     for _ in range(t.updates_per_step):
                         batch = self.replay.sample(self.agent.batch_size, self.agent.n_step, self.agent.gamma)
@@ -157,6 +164,7 @@ class Trainer:
             return float(final["mean_reward"])
         finally:
             bar.close()
+            redirect.__exit__(None, None, None)
             self.env.close()
             self.eval_env.close()
             if hasattr(self, "logger"):
@@ -173,6 +181,15 @@ class Trainer:
 
     def _learning_reward(self, reward: float) -> float:
         return learning_reward(reward, self.cfg.trainer.reward_scale, self.cfg.trainer.reward_clip)
+
+    def _progress_bar(self) -> tqdm:
+        """The warm-up and the training each get a bar, so the ETA is that of the phase being run
+        (warm-up frames are many times faster than training ones)."""
+        t = self.cfg.trainer
+        warmup = self.step < t.learning_starts
+        return tqdm(total=t.learning_starts if warmup else t.total_steps, initial=self.step,
+                    desc="warm-up" if warmup else "train", disable=not t.progress_bar, unit="frame",
+                    dynamic_ncols=True, mininterval=1.0, postfix=self._postfix())
 
     def _postfix(self) -> str:
         """The progress bar's: episodes, and the latest evaluation's success and return."""
@@ -232,7 +249,12 @@ class Trainer:
         # A metric undefined this phase (no obstacle ahead: no TTC; no success: no completion time) is
         # left out of TensorBoard rather than written as NaN, which would look like a diverged run.
         self.logger.scalars({f"eval/{k}": v for k, v in summary.items() if math.isfinite(v)}, self.step)
-        self.logger.row("eval", {"step": self.step, **summary})
+        self.logger.row("eval", {"step": self.step, **summary}, console=False)  # every metric: eval.csv
+        line = f"eval | step={self.step} return={summary['mean_reward']:.1f}"
+        if "success_rate" in summary:
+            line += (f" success={summary['success_rate']:.0%} collisions/km={summary['collisions_per_km']:.3g} "
+                     f"speed={summary['avg_speed_kmh']:.1f} km/h")
+        log.info("%s (%d episodes)", line, n)
         self.logger.flush()
         self.evals.append({"step": self.step, **summary})
         return summary

@@ -106,7 +106,15 @@ def test_entrypoint_rejects_impossible_value_without_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "trainer.learning_starts" in r.stderr and "Traceback" not in r.stderr
-    assert not (tmp_path / "run" / "tb").exists()
+    assert not (tmp_path / "run").exists()  # a rejected config leaves no run directory to trip over
+
+
+@pytest.mark.parametrize("bad", ["agent.gamma=1.5", "device=gpu", "+agent.bogus=1"])
+def test_rejected_configs_leave_nothing_behind(tmp_path, bad):
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", bad, f"hydra.run.dir={tmp_path}/run"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "invalid config" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 def test_cfg_job_prints_the_composed_config():

@@ -102,3 +102,22 @@ def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "results.json").read_text())["status"] == "finished"
+
+
+def test_one_writer_per_run_dir_and_a_dead_holder_does_not_block(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen(TRAIN + [f"hydra.run.dir={run}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "train.csv").exists():
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second = subprocess.run(TRAIN + [f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 3
+    assert f"pid {first.pid} on " in second.stderr and "in use" in second.stderr
+    assert not (run / "error.txt").exists()  # the second process wrote nothing into the directory
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    r = subprocess.run(TRAIN + [f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "results.json").read_text())["status"] == "finished"

@@ -119,3 +119,19 @@ def test_validate_flags_a_frozen_actor_from_a_real_run(tmp_path, actor_lr, froze
     assert checks["frozen/actor"]["status"] == ("warn" if frozen else "pass"), checks["frozen/actor"]
     assert checks["frozen/critic"]["status"] == "pass"
     assert all(checks[f"dead/{n}/{p}"]["status"] == "pass" for n in tags.NETWORKS for p in tags.PARTS)
+
+
+def test_progress_bar_and_log_lines_never_share_a_line(tmp_path):
+    run = tmp_path / "run"
+    r = subprocess.run(TRAIN + ["+experiment=smoke", "trainer.progress_bar=true", f"hydra.run.dir={run}"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    lines = [seg for line in out.split("\n") for seg in line.split("\r")]
+    bars = [s for s in lines if "frame/s" in s or "it/s" in s]
+    logs = [s for s in lines if "eval | step=" in s or "start: step" in s]
+    assert bars and len(logs) >= 2  # both were printed ...
+    assert not [s for s in logs if "frame" in s.split("eval |")[0].split("start:")[0]]  # ... never glued
+    # The warm-up has its own bar: the training bar's rate, hence its ETA, excludes warm-up frames.
+    assert any(s.startswith("warm-up:") for s in bars) and any(s.startswith("train:") for s in bars)
+    assert any("eval_success=" in s for s in bars)

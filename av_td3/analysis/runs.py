@@ -30,6 +30,7 @@ RESULTS = "results.json"
 DONE = "DONE"
 ERROR = "error.txt"
 TB = "tb"
+LOCK = ".lock"  # held by the training process that writes the run (av_td3/run_lock.py)
 
 STATUSES = ("finished", "failed", "stopped", "unfinished", "unknown")
 
