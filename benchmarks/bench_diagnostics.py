@@ -2,8 +2,10 @@
 
 "off": the same TD3 update with clipping done by a bare ``clip_grad_norm_`` call and nothing measured
 or fetched. "on": av-td3's GuardedStep (BEFORE/AFTER norms per part, clip indicator, alert and
-non-finite counters, on-device skip) plus fetching every logged value to the host after EVERY update
-(the most expensive logging setting). Interleaved rounds; the median ratio is reported.
+non-finite counters, on-device skip), the update ratios (a parameter copy and norms) every
+``--measure-every`` updates, as the trainer asks for them (trainer.log_every_updates, default 10), plus
+fetching every logged value to the host after EVERY update (the most expensive logging setting).
+Interleaved rounds; the median ratio is reported.
 
     python benchmarks/bench_diagnostics.py                       # SPEC shapes: 4x84x84, batch 256
     python benchmarks/bench_diagnostics.py --image 36 --batch 32 # quick
@@ -45,12 +47,14 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=10, help="updates per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--measure-every", type=int, default=10,
+                    help="updates between update-ratio measurements (trainer.log_every_updates; 1 = every update)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     tune_allocator()  # as every av-td3 training process does (av_td3/allocator.py)
     torch.set_num_threads(a.threads)
     clipping = reference_clipping()
-    on = make_agent(a.image, a.frames, a.batch, a.device, clipping)
+    on = make_agent(a.image, a.frames, a.batch, a.device, clipping, diagnostics_every=a.measure_every)
     off = make_agent(a.image, a.frames, a.batch, a.device, clipping)
     off.actor_step = BareStep(off.actor.parameters(), 1.0, off.actor_opt)
     off.critic_step = BareStep(off.critic.parameters(), 10.0, off.critic_opt)
@@ -75,7 +79,8 @@ def main() -> None:
     n_critic = sum(p.numel() for p in on.critic.parameters())
     print(f"machine: {machine()}, device {a.device}")
     print(f"shapes: {a.frames}x{a.image}x{a.image} + 53, batch {a.batch}; actor {n_actor:,} params, "
-          f"critic {n_critic:,}; clipping=reference; {a.rounds} rounds x {a.updates} updates")
+          f"critic {n_critic:,}; clipping=reference; {a.rounds} rounds x {a.updates} updates; update ratios "
+          f"every {a.measure_every} updates")
     print(f"diagnostics off: {median(offs):8.2f} updates/s")
     print(f"diagnostics on : {median(ons):8.2f} updates/s (fetched every update)")
     print(f"updates/s on/off, median of per-round ratios: {median(ratios):.4f} "

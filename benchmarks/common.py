@@ -22,11 +22,11 @@ def reference_clipping() -> ClippingConfig:
 
 
 def make_agent(image: int, frames: int, batch: int, device: str, clipping: ClippingConfig,
-               **overrides) -> TD3Agent:
+               diagnostics_every: int = 1, **overrides) -> TD3Agent:
     cfg = TD3Config(batch_size=batch, **overrides)
     hp = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k != "_target_"}
     spec = AgentSpec(image_shape=(frames, image, image), vector_size=53, action_dim=2,
-                     device=torch.device(device), clipping=clipping)
+                     device=torch.device(device), clipping=clipping, diagnostics_every=diagnostics_every)
     return TD3Agent(spec, **hp)
 
 

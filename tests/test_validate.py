@@ -174,7 +174,8 @@ def test_json_output_parses(tmp_path, capsys):
 
 def test_mode_none_skips_limit_checks(tmp_path, capsys):
     # unclipped norms far above the reference limits: fine without clipping
-    huge = {tags.grad_norm("actor", when): {109: 500.0} for when in ("BEFORE", "AFTER")}
+    huge = {tags.grad_norm("actor", when, part): {109: value} for when in ("BEFORE", "AFTER")
+            for part, value in ((None, 500.0), ("cnn", 300.0), ("mlp", 400.0))}
     run = write_run(tmp_path / "run", clipping=NO_CLIPPING, changes=huge)
     code, out, _ = run_validate(capsys, run, "--json")
     checks = checks_of(out)
@@ -235,7 +236,7 @@ def test_a_part_without_gradient_is_flagged_dead(tmp_path, capsys):
     run = write_run(tmp_path / "run", changes=zeros)
     code, out, _ = run_validate(capsys, run, "--json")
     checks = checks_of(out)
-    assert checks["dead/actor/mlp"]["status"] == "warn" and code == 0
+    assert checks["dead/actor/mlp"]["status"] == "warn"
     assert checks["dead/actor/cnn"]["status"] == "pass" and checks["dead/critic/mlp"]["status"] == "pass"
     code, out, _ = run_validate(capsys, run, "--json", "--strict")
     assert checks_of(out)["dead/actor/mlp"]["status"] == "fail" and code == 1
@@ -255,3 +256,49 @@ def test_frozen_needs_update_ratios_and_reads_the_last_half(tmp_path, capsys):
     old = write_run(tmp_path / "old")  # no update-ratio tags: nothing to judge
     code, out, _ = run_validate(capsys, old, "--json")
     assert checks_of(out)["frozen/actor"]["status"] == "skip"
+
+
+def foreign_run(path, parts_factor: float, limits=(1.0, 10.0), old_tags: bool = False):
+    """Event files as the reference system wrote them: SPEC's tag names, no .hydra, alerts written as 0
+    on every step. ``parts_factor``: how much larger its cnn and mlp AFTER norms are than the whole's
+    share (the reference's summed per-parameter norms: ~2)."""
+    rng = np.random.default_rng(0)
+    with SummaryWriter(str(path)) as w:
+        for i in range(50):
+            step = 100 + 10 * i
+            for net, limit in zip(tags.NETWORKS, limits):
+                cnn, mlp = rng.lognormal(0, 1, 2) * limit
+                before = float(np.hypot(cnn, mlp))
+                coef = min(1.0, limit / (before + 1e-6))
+                w.add_scalar(tags.grad_norm(net, "BEFORE"), before, step)
+                w.add_scalar(tags.grad_norm(net, "AFTER"), before * coef, step)
+                w.add_scalar(tags.clip_ratio(net), coef, step)
+                for part, norm in (("cnn", cnn), ("mlp", mlp)):
+                    w.add_scalar(tags.grad_norm(net, "AFTER", part), norm * coef * parts_factor, step)
+            w.add_scalar(tags.ACTOR_LOSS, -50.0, step)
+    return path
+
+
+def test_foreign_run_with_the_reference_bug_fails_parts_and_says_it_is_a_measurement_error(tmp_path, capsys):
+    run = foreign_run(tmp_path / "prefix", parts_factor=2.0)
+    code, out, _ = run_validate(capsys, run, "--limit", "actor=1.0", "--limit", "critic=10.0", "--json")
+    checks = checks_of(out)
+    assert code == 1
+    parts = checks["parts/actor"]
+    assert parts["status"] == "fail" and parts["figures"]["factor"] == pytest.approx(2.0, rel=1e-3)
+    assert "measurement error" in parts["message"]
+    assert checks["limit/actor"]["status"] == "pass"  # the whole network was clipped correctly
+    assert checks["limit/actor"]["figures"]["limit"] == 1.0
+
+
+def test_foreign_run_after_the_fix_passes_with_limits_from_the_command_line(tmp_path, capsys):
+    run = foreign_run(tmp_path / "postfix", parts_factor=1.0)
+    code, out, _ = run_validate(capsys, run, "--json")
+    checks = checks_of(out)
+    assert checks["limit/actor"]["status"] == "skip" and "--limit actor=" in checks["limit/actor"]["message"]
+    code, out, _ = run_validate(capsys, run, "--limit", "actor=1.0", "--limit", "critic=10.0", "--json")
+    checks = checks_of(out)
+    assert code == 0, [c for c in checks.values() if c["status"] == "fail"]
+    assert checks["limit/critic"]["status"] == "pass" and checks["parts/critic"]["status"] == "pass"
+    code, _, err = run_validate(capsys, run, "--limit", "actor:1")
+    assert code == 2 and "NET[.PART]=MAX_NORM" in err

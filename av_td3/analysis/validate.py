@@ -1,14 +1,19 @@
 """``av-td3 validate PATH...``: check gradient clipping and training health from a run's event files.
 
 PATH is an event file, a run directory or a multirun directory (every run below it). Limits come from
-each run's own ``.hydra/config.yaml`` (``clipping.<net>``), never from defaults here; a run with
-``mode=none`` and a bare event file get the health checks only.
+each run's own ``.hydra/config.yaml`` (``clipping.<net>``), never from defaults here. For runs without one
+(event files other TD3 code wrote) give them with ``--limit actor=1.0 --limit critic=10.0`` (also
+``actor.cnn=...``, ``actor.mlp=...``; ``--norm-type``) or ``--clipping FILE.yaml`` (a ``clipping`` group
+file); a run's own config still wins unless ``--override-limits``. A run with ``mode=none`` and a run
+with no limits at all get the health checks only.
 
 Checks, each PASS / WARN / FAIL (or SKIP where it does not apply), with its figures:
   gradients/<net>     the gradient tags are there and the norm is not zero everywhere
   cadence/actor       the actor is logged on no more updates than the critic (actor-update steps only)
   limit/<net>[/part]  AFTER <= limit * (1 + tolerance), whole network and each part
   after<=before/<net> clipping never increased a norm
+  parts/<net>         under L2, sqrt(cnn^2 + mlp^2) equals the whole network's norm, BEFORE and AFTER
+                      (needs no config): a mismatch is a measurement error, not a clipping failure
   clip_ratio/<net>    the logged ratio equals AFTER / BEFORE and, under whole-network norm clipping,
                       min(1, max_norm / BEFORE)
   alerts              no alert fired (events or results.json)
@@ -62,6 +67,8 @@ class Options:
     frozen_below: float = DEFAULTS["frozen_below"]
     dead_below: float = DEFAULTS["dead_below"]
     strict: bool = False  # frozen / dead FAIL instead of WARN
+    limits: dict | None = None  # net -> NetClipConfig from --limit / --clipping, for runs without a config
+    override_limits: bool = False  # those limits win over a run's own config
 
 
 @dataclass
@@ -184,8 +191,9 @@ def check_cadence(data: dict[str, Series], run: RunDir) -> Check | None:
 
 def check_limits(net: str, cfg, data: dict[str, Series], tol: float) -> list[Check]:
     if cfg is None:
-        return [Check(f"limit/{net}", SKIP, "no run config (.hydra/config.yaml): limits unknown, "
-                                            "health checks only")]
+        return [Check(f"limit/{net}", SKIP, "no run config (.hydra/config.yaml): limits unknown, health checks "
+                                            f"only; give them with --limit {net}=MAX_NORM (and {net}.cnn=, "
+                                            f"{net}.mlp=) or --clipping FILE.yaml")]
     if cfg.mode == "none":
         return [Check(f"limit/{net}", SKIP, f"clipping.{net}.mode=none: no limit to check")]
     if cfg.mode == "value":
@@ -234,6 +242,47 @@ def check_after_le_before(net: str, data: dict[str, Series], tol: float) -> Chec
                                  f"{worst['first_step']} ({worst['after']:.4g} > {worst['before']:.4g}, "
                                  f"{worst['tag']}): clipping increased a norm", worst)
     return Check(name, PASS, f"AFTER <= BEFORE at all {compared} compared points", {"count": compared})
+
+
+def check_parts(net: str, cfg, data: dict[str, Series], tol: float) -> Check:
+    """The seed report's bug signature, from the logs alone: part norms that do not combine to the whole.
+    Under L2, ||g||^2 = ||g_cnn||^2 + ||g_mlp||^2 exactly, so sqrt(cnn^2 + mlp^2) / whole must be 1."""
+    name = f"parts/{net}"
+    norm_type = cfg.norm_type if cfg is not None else 2.0
+    if norm_type != 2:
+        return Check(name, SKIP, f"norm_type {norm_type:g}: the parts combine as an L{norm_type:g} norm")
+    worst, compared = None, 0
+    for when in ("BEFORE", "AFTER"):
+        series = [data.get(tags.grad_norm(net, when, part)) for part in (None, *tags.PARTS)]
+        if any(x is None for x in series):
+            continue
+        steps, (whole, cnn, mlp) = _align(*series)
+        ok = whole > 0
+        if not ok.any():
+            continue
+        factor = np.hypot(cnn[ok], mlp[ok]) / whole[ok]
+        compared += int(ok.sum())
+        bad = np.abs(factor - 1) > max(tol, 1e-4)
+        if bad.any():
+            i = int(np.argmax(np.abs(factor - 1)))
+            limit = cfg.limit() if cfg is not None else None
+            entry = {"when": when, "n_bad": int(bad.sum()), "count": int(ok.sum()), "factor": float(factor[i]),
+                     "step": int(steps[ok][i]), "whole": float(whole[ok][i]), "limit": limit,
+                     "part_max_over_whole": float(np.max(np.maximum(cnn[ok], mlp[ok]) / whole[ok]))}
+            if worst is None or abs(entry["factor"] - 1) > abs(worst["factor"] - 1):
+                worst = entry
+    if not compared:
+        return Check(name, SKIP, "needs the whole and both part norms at the same steps")
+    if worst:
+        msg = (f"sqrt(cnn^2 + mlp^2) is {worst['factor']:.4g}x the whole {net} {worst['when']} norm (step "
+               f"{worst['step']}; {worst['n_bad']}/{worst['count']} updates): the parts were measured "
+               "differently from the whole, a measurement error")
+        if worst["when"] == "AFTER" and worst["limit"] is not None and worst["whole"] <= worst["limit"] * (1 + tol):
+            msg += (f"; the whole is within its limit {worst['limit']:g}, so parts above it are not a clipping "
+                    "failure")
+        return Check(name, FAIL, msg, worst)
+    return Check(name, PASS, f"parts combine to the whole (L2) at all {compared} compared points",
+                 {"count": compared})
 
 
 def check_clip_ratio(net: str, cfg, data: dict[str, Series], tol: float) -> Check:
@@ -432,15 +481,22 @@ def validate_run(run: RunDir, opts: Options) -> RunReport:
             raise RunDirError(run.path, f"no event files (events.out.tfevents.*) in {where}"
                               + (f"; the run failed: {run.error_line}" if run.error_line else ""))
         cfgs = {net: run.clipping(net) for net in tags.NETWORKS}
+        given = opts.limits or {}
+        for net in tags.NETWORKS:
+            if net in given and (cfgs[net] is None or opts.override_limits):
+                cfgs[net] = given[net]
         data = run.read_all()
     except (EventFileError, RunDirError) as e:
         return RunReport(str(run.path), "ERROR", error=str(e))
     points = sum(len(s.steps) for s in data.values())
     report.notes.append(f"{len(run.event_files)} event file(s), {len(data)} tags, {points} points")
-    if run.has_config:
-        report.notes.append("clipping: " + ", ".join(f"{n}={_describe_clipping(c)}" for n, c in cfgs.items()))
+    source = "the command line" if given and (not run.has_config or opts.override_limits) else "the run config"
+    if run.has_config or given:
+        report.notes.append(f"clipping (from {source}): "
+                            + ", ".join(f"{n}={_describe_clipping(c)}" for n, c in cfgs.items()))
     else:
-        report.notes.append("no .hydra/config.yaml: clipping limits unknown, health checks only")
+        report.notes.append("no .hydra/config.yaml: clipping limits unknown, health checks only (give them "
+                            "with --limit or --clipping)")
     learns = _learns(run)
     checks = report.checks
     for net in tags.NETWORKS:
@@ -451,6 +507,7 @@ def validate_run(run: RunDir, opts: Options) -> RunReport:
     for net in tags.NETWORKS:
         checks += check_limits(net, cfgs[net], data, opts.tolerance)
         checks.append(check_after_le_before(net, data, opts.tolerance))
+        checks.append(check_parts(net, cfgs[net], data, opts.tolerance))
         checks.append(check_clip_ratio(net, cfgs[net], data, opts.tolerance))
     checks.append(check_alerts(data, run))
     checks.append(check_finite(data))
@@ -544,10 +601,48 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dead-below", type=float, default=DEFAULTS["dead_below"],
                    help="dead/<net>/<part>: flag a part whose BEFORE gradient norm is at most this at every "
                         "logged update (default: %(default)g)")
+    p.add_argument("--limit", action="append", default=[], metavar="NET[.PART]=MAX_NORM",
+                   help="a norm limit for runs without .hydra/config.yaml, e.g. --limit actor=1.0 --limit "
+                        "critic=10.0 --limit actor.cnn=0.5 (repeatable)")
+    p.add_argument("--norm-type", type=float, default=2.0, help="the norm of --limit (default: %(default)g)")
+    p.add_argument("--clipping", type=Path, metavar="FILE.yaml",
+                   help="limits from a clipping group file (conf/clipping/*.yaml), for runs without a config")
+    p.add_argument("--override-limits", action="store_true",
+                   help="--limit / --clipping win over a run's own config")
     p.add_argument("--strict", action="store_true",
                    help="frozen and dead checks FAIL (exit 1) instead of WARN")
     p.add_argument("-j", "--jobs", type=int, default=0,
                    help="runs validated in parallel processes (default 0: one per CPU for 4+ runs)")
+
+
+def given_limits(specs: list[str], norm_type: float, clipping_file: Path | None) -> dict | None:
+    """net -> NetClipConfig from ``--clipping FILE`` and ``--limit NET[.PART]=V`` (the latter win)."""
+    from omegaconf import OmegaConf
+
+    from av_td3.config.clipping import ClippingConfig, NetClipConfig
+    from av_td3.config.errors import ConfigError
+
+    if not specs and clipping_file is None:
+        return None
+    raw: dict = {n: {} for n in tags.NETWORKS}
+    if clipping_file is not None:
+        loaded = OmegaConf.to_container(OmegaConf.load(clipping_file))
+        loaded = loaded.get("clipping", loaded)
+        for net in tags.NETWORKS:
+            raw[net].update(loaded.get(net) or {})
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        net, _, part = key.partition(".")
+        if not sep or net not in tags.NETWORKS or part not in ("", *tags.PARTS):
+            raise ValueError(f"--limit {spec!r}: expected NET[.PART]=MAX_NORM with NET in {tags.NETWORKS} and "
+                             f"PART in {tags.PARTS}")
+        raw[net].update({"mode": "norm", "norm_type": norm_type, f"{part}_max_norm" if part else "max_norm":
+                         float(value)})
+    try:
+        cfg = ClippingConfig(**{n: NetClipConfig(**v) for n, v in raw.items()})
+    except (ConfigError, TypeError) as e:
+        raise ValueError(f"invalid limits: {e}") from None
+    return {n: getattr(cfg, n) for n in tags.NETWORKS if raw[n]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -555,8 +650,13 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"av-td3 validate: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    try:
+        limits = given_limits(args.limit, args.norm_type, args.clipping)
+    except (ValueError, OSError) as e:
+        print(f"av-td3 validate: {e}", file=sys.stderr)
+        return 2
     opts = Options(args.tolerance, args.loss_warn, args.loss_fail, args.q_warn, args.q_fail,
-                   args.frozen_below, args.dead_below, args.strict)
+                   args.frozen_below, args.dead_below, args.strict, limits, args.override_limits)
     targets: list[Path] = []
     reports: list[RunReport] = []
     for path in args.paths:
