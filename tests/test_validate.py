@@ -302,3 +302,23 @@ def test_foreign_run_after_the_fix_passes_with_limits_from_the_command_line(tmp_
     assert checks["limit/critic"]["status"] == "pass" and checks["parts/critic"]["status"] == "pass"
     code, _, err = run_validate(capsys, run, "--limit", "actor:1")
     assert code == 2 and "NET[.PART]=MAX_NORM" in err
+
+
+def test_older_reference_tag_names_are_read_as_part_norms(tmp_path, capsys):
+    """gradients/<net>_<part>_norm (the reference before its fix) stand in for the AFTER part tags."""
+    path = foreign_run(tmp_path / "old", parts_factor=2.0)
+    renamed = tmp_path / "renamed"
+    with SummaryWriter(str(renamed)) as w:
+        from av_td3.analysis.runs import load_run
+
+        for tag, series in load_run(path).read_all().items():
+            for net in tags.NETWORKS:
+                for part in tags.PARTS:
+                    if tag == tags.grad_norm(net, "AFTER", part):
+                        tag = f"gradients/{net}_{part}_norm"
+            for step, value in zip(series.steps, series.values):
+                w.add_scalar(tag, float(value), int(step))
+    code, out, _ = run_validate(capsys, renamed, "--limit", "actor=1.0", "--limit", "critic=10.0", "--json")
+    checks = checks_of(out)
+    assert checks["parts/actor"]["status"] == "fail"  # the part norms were read, under their old names
+    assert checks["parts/actor"]["figures"]["factor"] == pytest.approx(2.0, rel=1e-3)

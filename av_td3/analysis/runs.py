@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
@@ -101,8 +102,13 @@ class RunDir:
 
     # --- scalars -----------------------------------------------------------------------------------------
     def read_all(self) -> dict[str, Series]:
-        """Every scalar series of the run (not cached: a long run's full set is large)."""
-        return _read_event_files(self.event_files)
+        """Every scalar series of the run (not cached: a long run's full set is large); a tag the run
+        lacks is read from its older name where it has one (``tags.ALIASES``)."""
+        data = _read_event_files(self.event_files)
+        for alias, canonical in tags_module.ALIASES.items():
+            if alias in data and canonical not in data:
+                data[canonical] = data[alias]
+        return data
 
 
 def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
@@ -111,7 +117,10 @@ def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
     tags = list(tags)
     missing = [t for t in tags if t not in run._cache]
     if missing:
-        found = _read_event_files(run.event_files, missing)
+        older = {a: c for a, c in tags_module.ALIASES.items() if c in missing}
+        found = _read_event_files(run.event_files, missing + list(older))
+        for alias, canonical in older.items():
+            found.setdefault(canonical, found.get(alias))
         for t in missing:
             run._cache[t] = found.get(t)
     return {t: run._cache[t] for t in tags if run._cache[t] is not None}
