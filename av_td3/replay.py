@@ -140,10 +140,13 @@ class ReplayBuffer:
 
     # --- checkpointing: the buffer is part of a run's resumable state --------------------------------------
     def state_dict(self) -> dict:
-        state = {k: getattr(self, k) for k in ("frame_pos", "vector", "action", "reward", "terminated",
-                                               "starts")}
+        """The filled slots only: until the ring wraps they are 0..size-1 (a checkpoint early in a run
+        is as small as its data, not the preallocated capacity)."""
+        n = self.size
+        state = {k: getattr(self, k)[:n] for k in ("frame_pos", "vector", "action", "reward", "terminated",
+                                                   "starts")}
         if self.frames is not None:
-            state["frames"] = self.frames
+            state["frames"] = self.frames[:n]
         state.update(cursor=self.cursor, size=self.size, episode_open=self.episode_open,
                      rng=self.rng.get_state())
         return state
@@ -151,7 +154,7 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict) -> None:
         for k in ("frame_pos", "vector", "action", "reward", "terminated", "starts", "frames"):
             if k in state:
-                getattr(self, k).copy_(state[k])
+                getattr(self, k)[:len(state[k])].copy_(state[k])
         self.cursor, self.size = int(state["cursor"]), int(state["size"])
         self.episode_open = bool(state["episode_open"])
         self.rng.set_state(state["rng"])

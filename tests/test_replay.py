@@ -77,3 +77,19 @@ def test_vector_only_observations():
         o = n
     obs, *_ = buf.sample(8)
     assert "image" not in obs and obs["vector"].shape == (8, 3)
+
+
+def test_checkpoint_holds_only_the_filled_slots():
+    buf = ReplayBuffer(10_000, (4, 6, 6), 3, 2, seed=0)
+    for tr in episodes(100, 4, 6, seed=3):
+        buf.add(*tr)
+    state = buf.state_dict()
+    assert len(state["frames"]) == buf.size < 200 and len(state["vector"]) == buf.size
+    fresh = ReplayBuffer(10_000, (4, 6, 6), 3, 2, seed=5)
+    fresh.load_state_dict(state)
+    torch.manual_seed(0)
+    a = buf.sample(32)
+    b = fresh.sample(32)
+    for x, y in zip(a, b):
+        for u, v in (zip(x.values(), y.values()) if isinstance(x, dict) else [(x, y)]):
+            torch.testing.assert_close(u, v)
