@@ -94,11 +94,11 @@ def custom_scalars_layout() -> dict:
     layout = {}
     for net in NETWORKS:
         layout[net] = {
-            "gradient norm: BEFORE, AFTER, limit": ["Multiline", [grad_norm(net, "BEFORE"), grad_norm(net, "AFTER"),
-                                                                 clip_limit(net)]],
-            "clip ratio (AFTER / BEFORE)": ["Multiline", [clip_ratio(net)]],
-            "update ratio ||step|| / ||weights||": ["Multiline", [update_ratio(net)] +
-                                                    [update_ratio(net, p) for p in PARTS]],
+            f"{net} gradient norm: BEFORE, AFTER, limit": [
+                "Multiline", [grad_norm(net, "BEFORE"), grad_norm(net, "AFTER"), clip_limit(net)]],
+            f"{net} clip ratio (AFTER / BEFORE)": ["Multiline", [clip_ratio(net)]],
+            f"{net} update ratio ||step|| / ||weights||": [
+                "Multiline", [update_ratio(net)] + [update_ratio(net, p) for p in PARTS]],
         }
     return layout
 

@@ -186,3 +186,27 @@ def test_update_ratio_is_measured_every_measure_every_steps():
         random_grads(net, i, 1.0, drop=False)
         seen.append("update_ratio" in step(torch.tensor(1.0)))
     assert seen == [False, False, True, False, False, True]
+
+
+def test_run_logger_declares_one_custom_scalars_chart_set_per_network(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from av_td3 import tags
+    from av_td3.logger import RunLogger
+
+    logger = RunLogger(tmp_path)
+    logger.close()
+    (path,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    layouts = [v for e in EventFileLoader(str(path)).Load() for v in e.summary.value
+               if v.metadata.plugin_data.plugin_name == "custom_scalars"]
+    assert len(layouts) == 1
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(layouts[0].tensor.string_val[0])
+    assert [cat.title for cat in layout.category] == list(tags.NETWORKS)
+    for net, cat in zip(tags.NETWORKS, layout.category):
+        charts = {c.title: list(c.multiline.tag) for c in cat.chart}
+        assert len(charts) == 3 and all(title.startswith(net) for title in charts)
+        norms = next(t for title, t in charts.items() if "gradient norm" in title)
+        assert norms == [tags.grad_norm(net, "BEFORE"), tags.grad_norm(net, "AFTER"), tags.clip_limit(net)]
+        assert tags.update_ratio(net, "cnn") in sum(charts.values(), [])
