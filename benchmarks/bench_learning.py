@@ -217,13 +217,25 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
 
 
 # --- statistics and output ------------------------------------------------------------------------
-def summarise(results: list[dict], reps: int) -> dict:
-    """contender -> step -> figure -> {n, mean, mean_ci, iqm, iqm_ci}."""
+def nominal(step: int, every: int, total: int) -> int:
+    """The evaluation point an evaluation belongs to: with action repeat k it runs at the first agent
+    step past a multiple of eval_every (up to k - 1 frames later), and the final one at or just past the
+    budget; seeds and learners are compared at the same nominal point."""
+    if step >= total:
+        return total
+    return step - step % every if every else step
+
+
+def summarise(results: list[dict], reps: int, every: int, total: int) -> dict:
+    """contender -> nominal step -> figure -> {n, mean, mean_ci, iqm, iqm_ci}."""
     from av_td3.analysis import stats
 
     out: dict = {}
     for name in dict.fromkeys(r["contender"] for r in results):
         runs = [r for r in results if r["contender"] == name]
+        for r in runs:
+            for e in r["evals"]:
+                e["step"] = nominal(e["step"], every, total)
         steps = sorted({e["step"] for r in runs for e in r["evals"]})
         out[name] = {}
         for step in steps:
@@ -288,10 +300,17 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one torch thread each)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/learning"))
+    p.add_argument("--replot", action="store_true",
+                   help="no training: summarise and plot OUT/results.json again (its own overrides)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides after --, for every contender")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        saved = json.loads((args.out / "results.json").read_text())
+        args.overrides = saved["overrides"]
     _, cfg = compose(["+experiment=learn_to_drive", *args.overrides])
+    if args.replot:
+        return report(saved["runs"], cfg, args)
     print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
           f"frames, action repeat {cfg.trainer.action_repeat}, scenario {cfg.scenario.npc_vehicles} NPCs, "
           f"seeds {args.seeds}")
@@ -305,7 +324,7 @@ def main() -> None:
     order = [(c, s) for s in dict.fromkeys(args.seeds + (args.sb3_seeds or [])) for c in learners
              if s in seeds[c]]
     order += [(c, s) for c in args.contenders if c not in learners for s in seeds[c]]
-    results = []
+    results: list[dict] = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(job, c, s, args.overrides, str(args.out)) for c, s in order]
         for f in futures:
@@ -314,7 +333,12 @@ def main() -> None:
             final = r["evals"][-1]
             print(f"  {r['contender']} seed {r['seed']}: final success {final.get('success_rate', math.nan):.0%}, "
                   f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s", flush=True)
-    summary = summarise(results, args.reps)
+    report(results, cfg, args)
+
+
+def report(results: list[dict], cfg, args) -> None:
+    """Print the figures, write the curves and results.json."""
+    summary = summarise(results, args.reps, cfg.trainer.eval_every, cfg.trainer.total_steps)
     print("\nfinal evaluation, IQM [95% CI] (mean, n):")
     for name, by_step in summary.items():
         last = by_step[max(by_step)]
