@@ -26,7 +26,8 @@ class RunLogger:
         # steps >= purge_step (those after the checkpoint), so curves continue without duplicated
         # steps. CSV rows likewise.
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
-        self.tb.add_custom_scalars(tags.custom_scalars_layout())
+        if purge_step is None:  # a resumed run's first session declared the layout already
+            self.tb.add_custom_scalars(tags.custom_scalars_layout())
         if purge_step is not None:
             for path in run_dir.glob("*.csv"):
                 _drop_rows_from(path, purge_step)
