@@ -94,10 +94,14 @@ def test_action_repeat_counts_env_frames_everywhere(tmp_path):
            "agent.n_step=3", "agent.augmentation=shift", "agent.shift_pad=2", "agent.layer_norm=true",
            "trainer.reward_scale=0.1", "trainer.reward_clip=5", f"hydra.run.dir={run}"], tmp_path)
     results = json.loads((run / "results.json").read_text())
-    # 600 frames = 200 agent steps of 3 frames; warm-up to frame 200, then one update per agent step.
+    # 600 frames = ~200 agent steps of 3 frames (an episode that ends mid-repeat makes one step shorter);
+    # warm-up to frame 200, then one update per agent step: ~133 updates, not ~400.
     assert results["status"] == "finished" and 600 <= results["step"] < 603
-    assert results["updates"] == pytest.approx((results["step"] - 200) / 3, abs=1)
-    assert [e["step"] for e in results["evals"]] == [300, results["step"]]
+    per_step = (results["step"] - 200) / 3
+    assert per_step - 1 <= results["updates"] <= per_step + results["episodes"]
+    # An evaluation runs at the first agent step past each multiple of eval_every (< 3 frames later).
+    first, final = (e["step"] for e in results["evals"])
+    assert 300 <= first < 303 and final == results["step"]
     import csv
 
     rows = list(csv.DictReader((run / "train.csv").open()))
