@@ -3,7 +3,8 @@
 Warm-up actions until ``learning_starts``, then the agent's policy plus the exploration process
 (``exploration.py``); ``updates_per_step`` updates per agent step; each agent action held for
 ``action_repeat`` env frames, and every step count (budgets, intervals, logged steps) in env frames;
-deterministic evaluation on a separate env instance every ``eval_every`` frames (no buffer writes); a checkpoint of the whole run state every ``checkpoint_every``
+deterministic evaluation on a separate env instance every ``eval_every`` frames (no buffer writes);
+a checkpoint of the whole run state every ``checkpoint_every``
 steps, taken at the next episode boundary so a resumed run replays exactly what an uninterrupted one
 would have done (SIGTERM/SIGINT checkpoint at once instead). Every episode is reset with a seed derived
 from (run seed, episode index), which is what makes that replay exact.
@@ -31,7 +32,7 @@ from av_td3 import checkpoint, tags
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
-from av_td3.envs.action_repeat import ActionRepeat, frames_of
+from av_td3.envs.action_repeat import frames_of, with_repeat
 from av_td3.envs.factory import make_env
 from av_td3.evaluation import evaluate
 from av_td3.exploration import Explorer
@@ -61,8 +62,8 @@ class Trainer:
         self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.env = self._with_repeat(make_env(cfg, "train", job_num))
-        self.eval_env = self._with_repeat(make_env(cfg, "eval", job_num))
+        self.env = with_repeat(make_env(cfg, "train", job_num), cfg.trainer.action_repeat)
+        self.eval_env = with_repeat(make_env(cfg, "eval", job_num), cfg.trainer.action_repeat)
         self.env.action_space.seed(cfg.seed)
         horizon = math.ceil(cfg.env.max_episode_steps / cfg.trainer.action_repeat)  # agent steps
         self.explorer = Explorer(cfg.exploration, self.env.action_space, cfg.seed, horizon)
@@ -174,10 +175,6 @@ class Trainer:
         obs, _ = self.env.reset(seed=self._episode_seed())
         self.explorer.reset()
         return obs, EpisodeTally()
-
-    def _with_repeat(self, env):
-        k = self.cfg.trainer.action_repeat
-        return ActionRepeat(env, k) if k > 1 else env
 
     def _learning_reward(self, reward: float) -> float:
         return learning_reward(reward, self.cfg.trainer.reward_scale, self.cfg.trainer.reward_clip)

@@ -60,12 +60,10 @@ def compose(overrides: list[str]):
 
 
 def eval_env(cfg):
-    from av_td3.envs.action_repeat import ActionRepeat
+    from av_td3.envs.action_repeat import with_repeat
     from av_td3.envs.factory import make_env
 
-    env = make_env(cfg, "eval")
-    k = cfg.trainer.action_repeat
-    return ActionRepeat(env, k) if k > 1 else env
+    return with_repeat(make_env(cfg, "eval"), cfg.trainer.action_repeat)
 
 
 def job(contender: str, seed: int, overrides: list[str], out: str) -> dict:
@@ -102,15 +100,14 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from torch import nn
 
-    from av_td3.envs.action_repeat import ActionRepeat
+    from av_td3.envs.action_repeat import with_repeat
     from av_td3.envs.factory import make_env
     from av_td3.evaluation import evaluate
     from av_td3.trainer import eval_seeds
 
     a, t, x = cfg.agent, cfg.trainer, cfg.exploration
     k = t.action_repeat
-    train_env = make_env(cfg, "train")
-    train_env = ActionRepeat(train_env, k) if k > 1 else train_env
+    train_env = with_repeat(make_env(cfg, "train"), k)
     test_env = eval_env(cfg)
 
     class DriveExtractor(BaseFeaturesExtractor):

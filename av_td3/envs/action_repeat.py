@@ -29,6 +29,11 @@ class ActionRepeat(gym.Wrapper):
         return obs, sum(rewards), terminated, truncated, {**info, FRAMES: infos, FRAME_REWARDS: rewards}
 
 
+def with_repeat(env: gym.Env, repeat: int) -> gym.Env:
+    """``env`` with each action held for ``repeat`` frames; the env itself when repeat is 1."""
+    return ActionRepeat(env, repeat) if repeat > 1 else env
+
+
 def frames_of(info: dict) -> list[tuple[float, dict]] | None:
     """(reward, info) per env frame of an ActionRepeat step; None for a plain env step."""
     if FRAMES not in info:
