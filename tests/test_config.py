@@ -144,6 +144,7 @@ def test_reference_experiment_is_spec_and_learn_to_drive_changes_only_levers(com
     assert (ref.env.actuator_time_constant, ref.env.observe_obstacle, ref.agent.saturation_penalty) == (0, False, 0)
     assert (ref.env.image_height, ref.agent.feature_dim, ref.trainer.total_steps) == (84, 512, 1_000_000)
     assert (ref.agent.n_step, ref.trainer.action_repeat, ref.agent.layer_norm) == (1, 1, False)
+    assert ref.env.random_start == 0
     drive = validate(compose(["+experiment=learn_to_drive"]))
     assert (drive.env.actuator_time_constant, drive.env.observe_obstacle) == (0.3, True)
     assert drive.agent.saturation_penalty > 0 and drive.env.image_height == 36
@@ -156,6 +157,7 @@ LEVERS = {
     "saturation": {("agent", "saturation_penalty")},
     "exploration": {("exploration", k) for k in ("process", "std", "action_scale", "warmup")},
     "temporal": {("trainer", "action_repeat"), ("agent", "n_step")},
+    "start": {("env", "random_start"), ("env", "random_start_speed")},
 }
 
 

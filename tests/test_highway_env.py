@@ -211,6 +211,30 @@ def test_actuator_lag_is_a_first_order_response_to_the_pedal():
     assert again["speed"] > 0 and again["longitudinal_acceleration"] == pytest.approx(3 * (1 - math.exp(-dt / tau)))
 
 
+def test_random_starts_spread_training_episodes_over_the_route_and_never_evaluation():
+    cfg = HighwayEnvConfig(image_height=SIZE, image_width=SIZE, random_start=1.0, random_start_speed=8.0)
+    train, evaluation = HighwayDrivingEnv(cfg, 20), HighwayDrivingEnv(cfg, 20, role="eval")
+    starts = []
+    for seed in range(12):
+        obs, _ = train.reset(seed=seed)
+        s0, v0 = train._s, train.ego.speed
+        starts.append(s0)
+        assert 0 <= v0 <= 8.0 and obs[VECTOR][0] == pytest.approx(v0 / 30.0)
+        # On the route, heading along it, and no NPC within npc_min_distance of the ego's start.
+        assert abs(obs[VECTOR][1]) < 1e-6 and abs(obs[VECTOR][2]) < 1e-6
+        others = [train.route.project(v.position).s for v in train.road.vehicles if v is not train.ego]
+        assert others and all(abs(s - s0) >= cfg.npc_min_distance - 0.5 for s in others)
+        _, _, _, _, info = train.step(np.array([0.0, 0.0], dtype=np.float32))
+        assert info["progress"] == pytest.approx(v0 * train.dt, abs=0.05)  # it moves off at its speed
+    assert min(starts) < 60 and max(starts) > train.route.length - 60  # the whole route, the turn included
+    for seed in range(3):
+        evaluation.reset(seed=seed)
+        assert evaluation._s == 0.0 and evaluation.ego.speed == 0.0
+    half = HighwayDrivingEnv(HighwayEnvConfig(image_height=SIZE, image_width=SIZE, random_start=0.5), 0)
+    at_start = sum(half.reset(seed=seed) is not None and half._s == 0.0 for seed in range(40))
+    assert 8 < at_start < 32  # about half
+
+
 def test_without_lag_the_acceleration_follows_the_pedal_within_the_step():
     env = make()
     env.reset(seed=0)

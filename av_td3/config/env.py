@@ -132,6 +132,12 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # have (CARLA's vehicle physics smooth it too). 0 = the acceleration follows the pedal within the
     # step (the reference embedded simulator), so white action noise at 20 Hz is all jerk.
     actuator_time_constant: float = 0.0
+    # Training episodes that start at a uniformly random point of the route (0 .. route length -
+    # RANDOM_START_MARGIN), at a speed drawn uniformly from [0, random_start_speed] m/s, instead of at rest
+    # at its start: the turn then shows up in every other episode, not only in those that survive 200 m
+    # of straight. Evaluation always starts at rest at the start. 0 = the reference (every episode does).
+    random_start: float = 0.0  # probability per training episode
+    random_start_speed: float = 0.0  # m/s
     # The image: a top-down view turned with the ego (heading up), (view_ahead + view_behind) / image_height
     # metres per pixel, rendered render_scale x render_scale samples per pixel and area-averaged.
     view_ahead: float = 30.0  # m
@@ -145,6 +151,9 @@ class HighwayEnvConfig(DrivingEnvConfig):
             check(getattr(self, name) > 0, f"env.{name}", f"must be positive, got {getattr(self, name)}")
         check(0 <= self.traffic_fraction <= 1, "env.traffic_fraction",
               f"must be in [0, 1], got {self.traffic_fraction}")
+        check(0 <= self.random_start <= 1, "env.random_start", f"must be in [0, 1], got {self.random_start}")
+        check(self.random_start_speed >= 0, "env.random_start_speed",
+              f"must be >= 0, got {self.random_start_speed}")
         check(self.actuator_time_constant >= 0, "env.actuator_time_constant",
               f"must be >= 0, got {self.actuator_time_constant}")
         for name in ("wheelbase", "max_acceleration", "max_deceleration", "view_ahead"):

@@ -54,6 +54,7 @@ from av_td3.envs.route import Route, wrap_angle  # noqa: E402
 
 RIGHT_LANE = 1  # the ego's lane (highway-env numbers a road's lanes from the left)
 ARC_STEP = 0.5  # m between the route points sampled on the turn (the Route densifies to 0.5 m too)
+RANDOM_START_MARGIN = 20.0  # m of route a random start leaves before the goal (something to drive)
 SPAWN_ATTEMPTS = 50  # random draws per NPC before a crowded road gets fewer NPCs
 
 
@@ -82,8 +83,8 @@ class EgoVehicle(Vehicle):
     """highway-env's kinematic bicycle (Vehicle.step), with the axles ``wheelbase`` apart instead of the
     body length, so a steering angle turns the ego as much as it turns CARLA's Model 3."""
 
-    def __init__(self, road: Road, position, heading: float, wheelbase: float):
-        super().__init__(road, position, heading, 0.0)
+    def __init__(self, road: Road, position, heading: float, wheelbase: float, speed: float = 0.0):
+        super().__init__(road, position, heading, speed)
         self.wheelbase = wheelbase
         self.color = VehicleGraphics.EGO_COLOR
 
@@ -205,12 +206,12 @@ class HighwayDrivingEnv(gym.Env):
         # IDM / MOBIL draw from the road's RandomState: seeded from this env's stream, like the traffic.
         road_seed = int(self.np_random.integers(2**31 - 1))
         self.road = Road(self.network, np_random=np.random.RandomState(road_seed))
-        start = self.route.start
-        self.ego = EgoVehicle(self.road, start.copy(), self.route.start_yaw(), self.cfg.wheelbase)
+        s0, v0 = self._start()
+        self.ego = EgoVehicle(self.road, self.route.point_at(s0), self.route.yaw_at(s0), self.cfg.wheelbase, v0)
         self.road.vehicles.append(self.ego)
-        self._spawn_npcs()
+        self._spawn_npcs(s0)
         proj = self.route.project(self.ego.position)
-        self._s, self._speed, self._accel, self._heading = proj.s, 0.0, 0.0, self.ego.heading
+        self._s, self._speed, self._accel, self._heading = proj.s, v0, 0.0, self.ego.heading
         self._actuator = 0.0  # the acceleration the drivetrain and brakes deliver (actuator lag)
         self._invading = self._crashed = self._completed = False
         self._steps = 0
@@ -248,16 +249,30 @@ class HighwayDrivingEnv(gym.Env):
         self.road = self.ego = None
 
     # --- internals ------------------------------------------------------------------------------------
-    def _spawn_npcs(self) -> None:
-        """NPCs at random route positions on both lanes, >= npc_min_distance ahead of the ego's start and
-        >= IDM's jam distance apart on a lane (fewer than asked only when the road is that crowded)."""
+    def _start(self) -> tuple[float, float]:
+        """(route arc length, speed) the ego starts at: the route's start at rest, or for a training
+        episode with probability env.random_start a uniform point and speed (drawn only when enabled, so
+        the reference's random stream is unchanged)."""
+        cfg = self.cfg
+        if self.role != "train" or cfg.random_start <= 0 or self.np_random.random() >= cfg.random_start:
+            return 0.0, 0.0
+        s0 = float(self.np_random.uniform(0.0, max(self.route.length - RANDOM_START_MARGIN, 0.0)))
+        return s0, float(self.np_random.uniform(0.0, cfg.random_start_speed))
+
+    def _spawn_npcs(self, s0: float = 0.0) -> None:
+        """NPCs at random route positions on both lanes, >= npc_min_distance from the ego's start (ahead of
+        it when it starts at the route's start) and >= IDM's jam distance apart on a lane (fewer than asked
+        only when the road is that crowded)."""
         cfg, route, rng = self.cfg, self.route, self.np_random
         last = route.length - IDMVehicle.LENGTH  # a whole NPC on the road
+        lowest = cfg.npc_min_distance if s0 == 0.0 else 0.0
         placed: list[tuple[int, float]] = []
         for _ in range(self.n_npcs if last > cfg.npc_min_distance else 0):
             for _ in range(SPAWN_ATTEMPTS):
                 lane_id = int(rng.integers(2))
-                s = float(rng.uniform(cfg.npc_min_distance, last))
+                s = float(rng.uniform(lowest, last))
+                if abs(s - s0) < cfg.npc_min_distance:
+                    continue
                 if all(l != lane_id or abs(s - t) >= IDMVehicle.DISTANCE_WANTED for l, t in placed):
                     break
             else:
