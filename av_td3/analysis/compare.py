@@ -1,11 +1,17 @@
 """``av-td3 compare DIR...``: every run under the given multirun (or run) directories in one tidy table,
-grouped by their overrides without the seed, summarised with interval estimates.
+grouped by their overrides without the seed (or by directory name: ``--group-by-name REGEX``),
+summarised with interval estimates.
 
-Writes into ``--out`` (default: the first DIR): ``runs.csv`` (one row per run), ``groups.csv`` and
-``groups.tex`` (one row per group), ``curves.png/.pdf`` (evaluation return with 95% bootstrap bands) and
-``grad_norms.png/.pdf`` (BEFORE/AFTER norms per network with the clip limits drawn); prints the grouped
-table as markdown. Failed and unfinished runs are listed, never silently dropped; their scores are left
-out of the statistics (only finished runs have a final evaluation).
+Writes into ``--out`` (default: ``compare/`` beside the first DIR, never into an input): ``runs.csv`` (one
+row per run, with where its score came from), ``groups.csv`` and ``groups.tex`` (one row per group),
+``curves.png/.pdf`` (evaluation return and success with 95% bootstrap bands), ``grad_norms.png/.pdf``
+(BEFORE/AFTER norms per network with the clip limits drawn) and ``update_ratio.png/.pdf``; prints the
+grouped table as markdown. Failed and unfinished runs are listed, never silently dropped; their scores
+are left out of the statistics (only finished runs have a final evaluation).
+
+Runs that other TD3 code wrote (event files only, status ``foreign``) are scored from their scalars:
+``final/<key>`` falls back to the last ``eval/<key>`` point, and ``final/mean_reward`` then to the mean of
+the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Exit status: 0, or 2 when no run has the metric.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +31,7 @@ from av_td3 import tags
 from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
 from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
+from av_td3.analysis.stats import percent
 
 FINAL = "final_eval"
 # Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
@@ -31,6 +39,8 @@ SKIPPED_OVERRIDES = ("seed=", "hydra.", "+experiment=", "experiment=", "trainer.
 # Every tag compare reads (table and figures), fetched in one pass over each run's event files.
 COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
                                           (tags.clipped(n), tags.grad_norm(n, "BEFORE"), tags.grad_norm(n, "AFTER"))]
+TRAIN_TAIL = 10  # training episodes a foreign run's return is averaged over, when it logged no evaluation
+RESULTS_SOURCE = "results.json"
 
 
 @dataclass
@@ -41,10 +51,17 @@ class RunRow:
     status: str
     values: dict[str, float] = field(default_factory=dict)
     problem: str | None = None  # why the run is listed below the table (besides not having finished)
+    source: str | None = None  # where the score came from: results.json or an event tag
+
+    @property
+    def scored(self) -> bool:
+        """Counts in the statistics: a finished run of ours, or another code's run scored from events."""
+        return self.status in ("finished", "foreign")
 
 
-def collect(dirs: list[Path]) -> list[RunRow]:
+def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: str | None = None) -> list[RunRow]:
     rows = []
+    pattern = _name_pattern(group_by_name)
     for run in discover_runs(dirs):
         seed = run.config.get("seed")
         results = run.results or {}
@@ -66,9 +83,66 @@ def collect(dirs: list[Path]) -> list[RunRow]:
             before = scalars.get(tags.grad_norm(net, "BEFORE"))
             row.values[f"{net}_clipped_fraction"] = float(np.mean(clipped[1])) if clipped else math.nan
             row.values[f"{net}_max_before_norm"] = float(np.max(before[1])) if before else math.nan
+        _score(row, metric)
         rows.append(row)
-    _drop_shared_overrides(rows)
+    if pattern is None:
+        _drop_shared_overrides(rows)
+    else:
+        for r in rows:
+            r.group = _name_group(r.run.path, pattern)
     return rows
+
+
+def _score(row: RunRow, metric: str) -> None:
+    """Where the row's ``metric`` comes from: results.json when the run has one, else (foreign runs) the
+    event scalars that stand for it."""
+    value = row.values.get(metric, math.nan)
+    if not math.isnan(value):
+        row.source = RESULTS_SOURCE
+        return
+    if row.run.results is not None or not row.run.event_files:
+        return
+    for tag, how in score_tags(metric):
+        try:
+            series = read_scalars(row.run, [tag]).get(tag)
+        except EventFileError:
+            return
+        if series is not None and len(series.values):
+            tail = series.values[-TRAIN_TAIL:] if how == "tail" else series.values[-1:]
+            row.values[metric] = float(np.mean(tail))
+            row.source = f"{tag} (last)" if how == "last" else f"{tag} (mean of last {len(tail)})"
+            return
+
+
+def score_tags(metric: str) -> list[tuple[str, str]]:
+    """(tag, "last" | "tail") event scalars that stand in for a results.json ``metric``, in order."""
+    kind, _, key = metric.partition("/")
+    if kind not in ("final", "best") or not key:
+        return []
+    out = [(f"eval/{key}", "last")]
+    if key == "mean_reward":
+        out.append((tags.EPISODE_REWARD, "tail"))
+    return out
+
+
+def _name_pattern(regex: str | None) -> re.Pattern | None:
+    if regex is None:
+        return None
+    try:
+        pattern = re.compile(regex)
+    except re.error as e:
+        raise ValueError(f"--group-by-name {regex!r} is not a regular expression: {e}") from None
+    if pattern.groups < 1:
+        raise ValueError(f"--group-by-name {regex!r} needs a capturing group: its first group names the group")
+    return pattern
+
+
+def _name_group(path: Path, pattern: re.Pattern) -> str:
+    """The first group of ``pattern`` searched in the run's directory name (for an event file: its
+    folder's), else in its whole path; "(unmatched)" when neither matches."""
+    name = path.parent.name if path.is_file() else path.name
+    found = pattern.search(name) or pattern.search(path.as_posix())
+    return found.group(1) if found and found.group(1) is not None else "(unmatched)"
 
 
 def shared_overrides(rows: list[RunRow]) -> list[str]:
@@ -94,7 +168,7 @@ def write_runs_csv(rows: list[RunRow], path: Path) -> None:
     import pandas as pd
 
     records = [{"run": str(r.run.path), "group": r.group, "overrides": " ".join(r.run.overrides),
-                "seed": r.seed, "status": r.status,
+                "seed": r.seed, "status": r.status, "score_source": r.source,
                 # a finished run may keep the error.txt of an earlier, failed attempt: not a problem now
                 "problem": r.problem or (r.run.error_line if r.status != "finished" else None), **r.values}
                for r in rows]
@@ -102,16 +176,17 @@ def write_runs_csv(rows: list[RunRow], path: Path) -> None:
 
 
 def group_table(rows: list[RunRow], metric: str, baseline: str | None, reps: int) -> list[dict]:
-    finished = [r for r in rows if r.status == "finished"]
+    scored = [r for r in rows if r.scored and r.source is not None]
     groups = sorted({r.group for r in rows})
-    scores = {g: np.array([r.values.get(metric, math.nan) for r in finished if r.group == g]) for g in groups}
+    scores = {g: np.array([r.values.get(metric, math.nan) for r in scored if r.group == g]) for g in groups}
     summary = stats.summarize(scores, reps=reps)
     table = []
     for g in groups:
         s = summary.get(g)
         members = [r for r in rows if r.group == g]
         entry = {"group": g, "runs": len(members), "finished": sum(r.status == "finished" for r in members),
-                 "metric": metric}
+                 "metric": metric,
+                 "source": "; ".join(sorted({r.source for r in members if r.scored and r.source})) or None}
         if s:
             entry |= {"n": s.n, "mean": s.mean, "std": s.std, "iqm": s.iqm, "mean_ci_low": s.mean_ci[0],
                       "mean_ci_high": s.mean_ci[1], "iqm_ci_low": s.iqm_ci[0], "iqm_ci_high": s.iqm_ci[1]}
@@ -127,17 +202,17 @@ def group_table(rows: list[RunRow], metric: str, baseline: str | None, reps: int
 
 
 def markdown(table: list[dict], baseline: str | None) -> str:
-    head = ["group", "n", "mean", "std", "IQM [95% CI]", "actor clipped", "critic clipped"]
+    head = ["group", "n", "mean", "std", "IQM [95% CI]", "actor clipped", "critic clipped", "score from"]
     if baseline:
         head.append(f"P(> {baseline}) [95% CI]")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
         if "n" not in e:
-            cells = [e["group"], "0", "-", "-", "- (no finished run)", "-", "-"] + (["-"] if baseline else [])
+            cells = [e["group"], "0", "-", "-", "- (no scored run)", "-", "-", "-"] + (["-"] if baseline else [])
         else:
             cells = [e["group"], str(e["n"]), f"{e['mean']:.3g}", f"{e['std']:.3g}",
                      f"{e['iqm']:.3g} [{e['iqm_ci_low']:.3g}, {e['iqm_ci_high']:.3g}]",
-                     _pct(e["actor_clipped_fraction"]), _pct(e["critic_clipped_fraction"])]
+                     _pct(e["actor_clipped_fraction"]), _pct(e["critic_clipped_fraction"]), e["source"] or "-"]
             if baseline:
                 cells.append("baseline" if e["group"] == baseline else
                              (f"{e['p_improvement']:.2f} [{e['p_ci_low']:.2f}, {e['p_ci_high']:.2f}]"
@@ -250,7 +325,8 @@ def plot_curves(rows: list[RunRow], out: Path) -> list[Path]:
         ax.set_xlabel("environment step")
         ax.set_ylabel("geometric mean over runs, 95% bootstrap CI")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     if drawn:
         written += _save(fig, out / "update_ratio")
     plt.close("all")
@@ -278,18 +354,34 @@ def _save(fig, stem: Path) -> list[Path]:
 
 
 def _pct(x: float) -> str:
-    return "-" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
+    return percent(x)
 
 
 def _tex(s: str) -> str:
     return s.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
 
 
+def default_out(dirs: list[Path]) -> Path:
+    """``compare/`` beside the first input (inside none of them: an input stays as it was)."""
+    return dirs[0].resolve().parent / "compare"
+
+
+class NoMetric(ValueError):
+    """No run has the metric compare was asked to summarise."""
+
+
 def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps: int = 2000,
-            plots: bool = True) -> dict:
-    rows = collect(dirs)
+            plots: bool = True, group_by_name: str | None = None) -> dict:
+    rows = collect(dirs, metric, group_by_name)
     if not rows:
-        raise FileNotFoundError(f"no runs (directories with .hydra/config.yaml) under {', '.join(map(str, dirs))}")
+        raise FileNotFoundError(f"no runs (run directories or TensorBoard event files) under "
+                                f"{', '.join(map(str, dirs))}")
+    if not any(r.source for r in rows):
+        fallbacks = ", ".join(t for t, _ in score_tags(metric))
+        raise NoMetric(f"no run has {metric}: not in any results.json"
+                       + (f", and no foreign run logged {fallbacks}" if fallbacks else "")
+                       + f" ({len(rows)} runs: " + ", ".join(f"{sum(r.status == s for r in rows)} {s}"
+                                                            for s in sorted({r.status for r in rows})) + ")")
     out.mkdir(parents=True, exist_ok=True)
     write_runs_csv(rows, out / "runs.csv")
     groups = sorted({r.group for r in rows})
@@ -306,7 +398,7 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
     pd.DataFrame.from_records(table).to_csv(out / "groups.csv", index=False)
     (out / "groups.tex").write_text(latex(table, baseline))
     figures = plot_curves(rows, out) if plots else []
-    problems = [r for r in rows if r.status != "finished" or r.problem]
+    problems = [r for r in rows if not r.scored or r.problem]
     return {"rows": rows, "table": table, "markdown": markdown(table, baseline), "problems": problems,
             "figures": figures, "out": out, "baseline": baseline,
             "shared": shared_overrides(rows)}
@@ -319,7 +411,10 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", default="final/mean_reward",
                    help="per-run score: final/<eval key>, best/mean_reward, ... (default: %(default)s)")
     p.add_argument("--baseline", help="group to compare against, e.g. clipping=none")
-    p.add_argument("--out", type=Path, help="output folder (default: the first DIR)")
+    p.add_argument("--out", type=Path, help="output folder (default: compare/ beside the first DIR)")
+    p.add_argument("--group-by-name", metavar="REGEX",
+                   help="group runs by their directory names instead of their overrides: the first capturing "
+                        "group of REGEX names the group, e.g. '(.*)_seed\\d+' (runs other code wrote)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--no-plots", action="store_true")
 
@@ -330,19 +425,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"av-td3 compare: no such directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     try:
-        result = compare(args.dirs, args.out or args.dirs[0], args.metric, args.baseline, args.reps,
-                         plots=not args.no_plots)
+        result = compare(args.dirs, args.out or default_out(args.dirs), args.metric, args.baseline, args.reps,
+                         plots=not args.no_plots, group_by_name=args.group_by_name)
     except (FileNotFoundError, ValueError) as e:
         print(f"av-td3 compare: {e}", file=sys.stderr)
         return 2
-    print(f"{len(result['rows'])} runs, metric {args.metric}; {stats.ci_method(args.reps)}"
+    rows = result["rows"]
+    foreign = sum(r.status == "foreign" for r in rows)
+    print(f"{len(rows)} runs ({foreign} foreign: events only), metric {args.metric}; {stats.ci_method(args.reps)}"
           + ("; * = P(improvement) CI excludes 0.5" if args.baseline else ""))
     if result["shared"]:
         print("every run: " + " ".join(result["shared"]))
     print(result["markdown"])
+    if foreign and not args.group_by_name and any(r.group == "(defaults)" for r in rows if r.status == "foreign"):
+        print("  runs without .hydra/overrides.yaml form one group; --group-by-name REGEX groups them by name")
     for r in result["problems"]:
         why = r.problem or r.run.error_line
         print(f"  {r.status.upper():10s} {r.run.path}" + (f"  ({why})" if why else ""))
     print(f"written to {result['out']}: runs.csv, groups.csv, groups.tex"
-          + (", curves.png/.pdf, grad_norms.png/.pdf" if result["figures"] else ""))
+          + "".join(f", {p.name}" for p in result["figures"] if p.suffix == ".png"))
     return 0

@@ -33,7 +33,9 @@ ERROR = "error.txt"
 TB = "tb"
 LOCK = ".lock"  # held by the training process that writes the run (av_td3/run_lock.py)
 
-STATUSES = ("finished", "failed", "stopped", "unfinished", "unknown")
+# "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
+# reached is known only from its scalars.
+STATUSES = ("finished", "failed", "stopped", "unfinished", "foreign")
 
 
 class RunDirError(ValueError):
@@ -54,7 +56,7 @@ class RunDir:
     results: dict[str, Any] | None = None
     done: bool = False
     error_line: str | None = None  # the first line of error.txt (the message)
-    status: str = "unknown"  # one of STATUSES; "unknown" without a run directory (bare event files)
+    status: str = "foreign"  # one of STATUSES; "foreign" without a run directory (bare event files)
     _cache: dict[str, Series | None] = field(default_factory=dict, repr=False)
 
     # --- settings from the run's own config ------------------------------------------------------------
@@ -86,6 +88,11 @@ class RunDir:
     def clip_limit(self, net: str, part: str | None = None) -> float | None:
         cfg = self.clipping(net)
         return None if cfg is None else cfg.limit(part)
+
+    @property
+    def foreign(self) -> bool:
+        """Events only: written by other code (or a bare event file), nothing of ours beside them."""
+        return self.status == "foreign"
 
     @property
     def has_config(self) -> bool:

@@ -10,6 +10,7 @@ CI; a difference is called significant when that CI excludes 0.5.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,3 +78,28 @@ def iqm(values: np.ndarray) -> float:
     from scipy.stats import trim_mean
 
     return float(trim_mean(np.asarray(values, dtype=float), proportiontocut=0.25))
+
+
+def percent(x: float | None) -> str:
+    """``x`` (a fraction) as a percentage with as few decimals as show that it is not 0% or 100% when it
+    is neither: 199/200 prints 99.5%, 1/2000 prints 0.05%, 1/2 prints 50%."""
+    if x is None or math.isnan(x):
+        return "-"
+    pct = 100.0 * x
+    if 0 < pct < 1:
+        return f"{pct:.2g}%"
+    for decimals in range(6):
+        text = f"{pct:.{decimals}f}"
+        if not (0 < x < 1) or float(text) not in (0.0, 100.0):
+            return text + "%"
+    return f"{pct:.6g}%"
+
+
+def limit_value(x: float, limit: float) -> str:
+    """``x`` printed beside ``limit``: 4 significant digits, more where those would hide which side of
+    the limit it lies on (1.0000002 against 1 prints 1.0000002, not 1)."""
+    text = f"{x:.4g}"
+    shown = float(text)
+    if x != limit and (shown == limit or (shown - limit) * (x - limit) < 0):
+        text = f"{x:.9g}"
+    return text

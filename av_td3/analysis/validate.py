@@ -44,6 +44,7 @@ import numpy as np
 from av_td3 import tags
 from av_td3.analysis.events import EventFileError, Series
 from av_td3.analysis.runs import TB, RunDir, RunDirError, find_run_paths, load_run
+from av_td3.analysis.stats import limit_value, percent
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 LEVEL = {SKIP: 0, PASS: 0, WARN: 1, FAIL: 2}
@@ -112,6 +113,10 @@ def _align(*series: Series) -> tuple[np.ndarray, list[np.ndarray]]:
     return steps, [s.values[np.searchsorted(s.steps, steps)] for s in series]
 
 
+def loss_tag(net: str) -> str:
+    return tags.ACTOR_LOSS if net == "actor" else tags.CRITIC_LOSS
+
+
 def _where(net: str, part: str | None) -> str:
     return f"{net} {part}" if part else net
 
@@ -161,6 +166,11 @@ def check_gradients(net: str, data: dict[str, Series], run: RunDir, learns: bool
                                      "updates were never logged, its clipping cannot be checked")
         if run.status == "finished":
             return Check(name, FAIL, f"{msg} in a finished run: no update was logged")
+        loss = data.get(loss_tag(net))
+        if run.foreign:  # other code's run: say what it logged, not what our trainer would have
+            logged = (f"it logged {len(loss.steps)} {loss_tag(net)} points, up to step {int(loss.steps.max())}"
+                      if loss is not None and len(loss.steps) else "it logged no loss either")
+            return Check(name, WARN, f"{msg}: {logged}, but no gradient norms under these names")
         return Check(name, WARN, f"{msg}: no update logged yet (status {run.status}, step "
                                  f"{run.last_step if run.last_step is not None else '?'}, learning_starts "
                                  f"{run.setting('trainer.learning_starts', '?')})")
@@ -214,11 +224,14 @@ def check_limits(net: str, cfg, data: dict[str, Series], tol: float) -> list[Che
         fig = {"tag": tag, **_stats(series), "limit": limit, **_first_bad(series.steps, bad)}
         if fig["n_bad"]:
             out.append(Check(name, FAIL, f"{fig['n_bad']}/{fig['count']} values above the limit {limit:g}, "
-                                         f"max {_fmt(fig['max'])}, first at step {fig['first_step']} ({tag})",
+                                         f"max {limit_value(fig['max'], limit)}, first at step "
+                                         f"{fig['first_step']} ({tag})",
                              fig))
         else:
-            out.append(Check(name, PASS, f"max {_fmt(fig['max'])} <= {limit:g} over {fig['count']} updates",
-                             fig))
+            relation = (f"<= {limit:g}" if fig["max"] <= limit
+                        else f"above {limit:g} by less than the tolerance ({tol:g}, --tolerance)")
+            out.append(Check(name, PASS, f"max {limit_value(fig['max'], limit)} {relation} over "
+                                         f"{fig['count']} updates", fig))
     return out
 
 
@@ -318,7 +331,7 @@ def check_clip_ratio(net: str, cfg, data: dict[str, Series], tol: float) -> Chec
         return Check(name, FAIL, f"ratio inconsistent with {rule} at {fig['n_bad']} of {len(steps)} updates, "
                                  f"first at step {fig['first_step']} (ratio {r[i]:.6g}, BEFORE {b[i]:.6g}, "
                                  f"AFTER {a[i]:.6g})", fig)
-    return Check(name, PASS, f"consistent with {rule}; clipped on {100 * frac:.0f}% of {len(steps)} "
+    return Check(name, PASS, f"consistent with {rule}; clipped on {percent(frac)} of {len(steps)} "
                              f"updates, mean ratio {fig['mean']:.4g}", fig)
 
 
@@ -453,8 +466,10 @@ def check_dead(net: str, data: dict[str, Series], run: RunDir, opts: Options) ->
 
 
 def check_finished(run: RunDir, data: dict[str, Series]) -> Check:
-    if run.status == "unknown":
-        return Check("finished", SKIP, "no run directory: completion unknown")
+    if run.foreign:
+        last = max((int(s.steps.max()) for s in data.values() if len(s.steps)), default=None)
+        return Check("finished", SKIP, "events only (no .hydra, no results.json): completion unknown; last "
+                                       f"logged step {last if last is not None else '-'}", {"step": last})
     total = run.total_steps
     last = run.last_step
     if last is None:
