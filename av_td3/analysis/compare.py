@@ -17,7 +17,6 @@ the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Exit status: 0, or 2 wh
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
