@@ -17,6 +17,7 @@ the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Exit status: 0, or 2 wh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import re
 import sys
@@ -29,12 +30,17 @@ import numpy as np
 from av_td3 import tags
 from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
-from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
+from av_td3.analysis.runs import RunDir, RunDirError, discover_runs, read_scalars
 from av_td3.analysis.stats import percent
 
 FINAL = "final_eval"
 # Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
 SKIPPED_OVERRIDES = ("seed=", "hydra.", "+experiment=", "experiment=", "trainer.progress_bar=")
+# Composed settings that do not make two runs different experiments. Everything else does: runs whose
+# overrides read alike but whose composed configs differ (+experiment=smoke beside a full-size run) are
+# split, and the group's name says by what.
+NON_GROUPING_KEYS = ("seed", "trainer.progress_bar")
+MAX_NAMED_KEYS = 3  # differing settings spelled out in a group's name
 # Every tag compare reads (table and figures), fetched in one pass over each run's event files.
 COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
                                           (tags.clipped(n), tags.grad_norm(n, "BEFORE"), tags.grad_norm(n, "AFTER"))]
@@ -62,6 +68,9 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
     rows = []
     pattern = _name_pattern(group_by_name)
     for run in discover_runs(dirs):
+        if run.status == "unreadable":
+            rows.append(RunRow(run, "", None, run.status, problem=run.error_line))
+            continue
         seed = run.config.get("seed")
         results = run.results or {}
         row = RunRow(run, "", seed, run.status)
@@ -86,6 +95,7 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
         rows.append(row)
     if pattern is None:
         _drop_shared_overrides(rows)
+        _split_by_composed_config(rows)
     else:
         for r in rows:
             r.group = _name_group(r.run.path, pattern)
@@ -161,6 +171,31 @@ def _drop_shared_overrides(rows: list[RunRow]) -> None:
     shared = set(shared_overrides(rows))
     for r in rows:
         r.group = ",".join(sorted(_grouping_overrides(r.run) - shared)) or "(defaults)"
+
+
+def _split_by_composed_config(rows: list[RunRow]) -> None:
+    """Within a group of equal overrides, runs whose composed configs differ (beyond NON_GROUPING_KEYS)
+    are different experiments: append the settings that tell them apart to the group's name."""
+    by_group: dict[str, list[RunRow]] = {}
+    for r in rows:  # a run that never logged (a config rejected at start) has nothing to tell apart
+        if r.run.has_config and r.run.event_files:
+            by_group.setdefault(r.group, []).append(r)
+    for members in by_group.values():
+        flats = [r.run.flat_config() for r in members]
+        keys = sorted({k for f in flats for k in f} - set(NON_GROUPING_KEYS))
+        differing = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+        if not differing:
+            continue
+        for r, f in zip(members, flats):
+            shown = ",".join(f"{k}={_value(f.get(k))}" for k in differing[:MAX_NAMED_KEYS])
+            if len(differing) > MAX_NAMED_KEYS:  # the rest by a digest: names stay short and distinct
+                digest = hashlib.sha1(repr([f.get(k) for k in differing]).encode()).hexdigest()[:6]
+                shown += f",+{len(differing) - MAX_NAMED_KEYS} more #{digest}"
+            r.group = shown if r.group == "(defaults)" else f"{r.group} [{shown}]"
+
+
+def _value(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
 def write_runs_csv(rows: list[RunRow], path: Path) -> None:
@@ -297,7 +332,10 @@ def plot_curves(rows: list[RunRow], out: Path) -> list[Path]:
                 found = _group_grid(members[group], tags.grad_norm(net, when))
                 if found is not None:
                     _plot_band(ax, *found, label=f"{group} {when}", style=style, log=True)
-            limit = members[group][0].run.clip_limit(net)
+            try:
+                limit = members[group][0].run.clip_limit(net)
+            except RunDirError:  # an invalid clipping config: the run is listed with its problem
+                limit = None
             if limit is not None:
                 limits.add(limit)
         for limit in sorted(limits):

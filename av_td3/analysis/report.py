@@ -14,8 +14,9 @@
    significant, failed runs), the tables (``runs.csv``, ``groups.csv``, ``groups.tex``,
    ``metrics.md``), the figures (``curves``, ``grad_norms`` as PNG and PDF) and ``validate.txt``.
 
-Exit status: 0 when every run finished and none failed validation, 1 when the report was written but
-some runs failed, are unfinished or failed validation (they are listed), 2 on a usage error.
+Exit status: 0 when the sweep succeeded, every run finished and none failed validation; 1 when the
+report was written but the sweep process failed, or some runs failed, are unfinished or failed
+validation (they are listed); 2 on a usage error (an unknown experiment or size, no runs).
 Extra arguments after ``--`` are passed to the sweep as Hydra overrides (they become part of the job
 names, so use the same ones to resume).
 """
@@ -33,7 +34,7 @@ from av_td3.analysis import compare as cmp
 from av_td3.analysis import stats
 from av_td3.analysis import validate as val
 from av_td3 import available_cores
-from av_td3.analysis.runs import discover_runs, find_run_paths
+from av_td3.analysis.runs import DONE, STATUSES, discover_runs, find_run_paths
 
 # The group each experiment's other groups are measured against (compare's --baseline). Experiments
 # not listed (a grid, an Optuna search) are summarised without significance tests unless --baseline.
@@ -133,20 +134,39 @@ def significance_lines(table: list[dict], baseline: str | None) -> list[str]:
     return out
 
 
-def reproduce_command(name: str, size: str, overrides: list[str]) -> str:
-    return (f"av-td3 report {name}" + (f" --size {size}" if size != experiment_size(name) else "")
-            + (" -- " + " ".join(overrides) if overrides else ""))
+def sizes() -> list[str]:
+    from av_td3 import config_dir
+
+    return sorted(p.stem for p in (config_dir() / "size").glob("*.yaml"))
+
+
+def reproduce_command(name: str, size: str, overrides: list[str], launcher: str = "joblib", jobs: int = 0,
+                      baseline: str | None = None) -> str:
+    """The ``av-td3 report`` command that runs what ran: every option that changed the sweep or the
+    analysis (the sweep's job names depend on the overrides, so a resume needs the same ones)."""
+    parts = [f"av-td3 report {name}"]
+    if size != experiment_size(name):
+        parts.append(f"--size {size}")
+    if launcher != "joblib":
+        parts.append(f"--launcher {launcher}")
+    if jobs:
+        parts.append(f"--jobs {jobs}")
+    if baseline and baseline != BASELINES.get(name):
+        parts.append(f"--baseline {baseline}")
+    if overrides:
+        parts.append("-- " + " ".join(overrides))
+    return " ".join(parts)
 
 
 def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path, command: list[str],
                      result: dict, baseline: str | None, reports: list[val.RunReport], secondary: str,
-                     reps: int) -> str:
+                     reps: int, reproduce: str | None = None) -> str:
     rows = result["rows"]
-    counts = {s: sum(r.status == s for r in rows) for s in ("finished", "failed", "stopped", "unfinished")}
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     ns = sorted({e["n"] for e in result["table"] if "n" in e})
     verdicts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR")}
     md = [f"# {name} (size={size})", "",
-          f"Reproduce: `{reproduce_command(name, size, overrides)}`  ",
+          f"Reproduce: `{reproduce or reproduce_command(name, size, overrides)}`  ",
           f"Sweep: `python {' '.join(command[1:])}`  ",
           *([f"Every run: `{' '.join(result['shared'])}`  "] if result["shared"] else []),
           f"Runs: {len(rows)} (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")  ",
@@ -177,13 +197,19 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
     md += [f"- {r.status}: `{r.run.path.name}`" + (f" ({r.problem or r.run.error_line})"
                                                     if r.problem or r.run.error_line else "")
            for r in bad] or ["None."]
-    md += ["", "Relaunch the same command to rerun failed runs and resume unfinished ones "
-           "(finished runs are skipped).", ""]
+    md += ["", "Relaunch the Reproduce command to rerun failed runs and resume unfinished ones (finished runs "
+           "are skipped).", ""]
+    # A finished run (DONE) that failed validation is skipped by a relaunch: only removing it reruns it.
+    done_but_bad = [r for r in reports if r.verdict in ("FAIL", "ERROR") and (Path(r.path) / DONE).exists()]
+    if done_but_bad:
+        md += ["Finished runs that failed validation are skipped by a relaunch (they hold `DONE`); to rerun "
+               "one, remove its directory first:", "", "```",
+               *[f"rm -r {r.path}" for r in done_but_bad], "```", ""]
     return "\n".join(md)
 
 
 def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Path, command: list[str],
-           baseline: str | None, reps: int) -> tuple[int, Path]:
+           baseline: str | None, reps: int, reproduce: str | None = None) -> tuple[int, Path]:
     reports = validate_all(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "validate.txt").write_text("\n\n".join(val.format_report(r) for r in reports) + "\n")
@@ -192,7 +218,7 @@ def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Pat
     (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n")
     summary = out / "summary.md"
     summary.write_text(summary_markdown(name, size, overrides, sweep_dir, command, result,
-                                        result.get("baseline"), reports, secondary, reps))
+                                        result.get("baseline"), reports, secondary, reps, reproduce))
     print(summary.read_text())
     ok = not result["problems"] and not any(r.verdict in ("FAIL", "ERROR") for r in reports)
     return (0 if ok else 1), summary
@@ -224,23 +250,30 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(known)}", file=sys.stderr)
         return 2
     args.size = args.size or experiment_size(args.experiment)
+    if args.size not in sizes():
+        print(f"av-td3 report: unknown size {args.size!r}; conf/size options: {', '.join(sizes())}",
+              file=sys.stderr)
+        return 2
     sweep_dir = (args.sweep_dir or Path("multirun") / args.experiment / args.size).absolute()
     cmd = sweep_command(args.experiment, args.size, sweep_dir, args.launcher, args.jobs, args.passthrough)
+    sweep_code = 0
     if not args.no_run:
-        code = run_sweep(cmd)
-        if code:  # a failed job fails the sweep process; the others ran, so report what is there
-            print(f"av-td3 report: the sweep exited with status {code}; reporting what it produced",
-                  file=sys.stderr)
+        sweep_code = run_sweep(cmd)
+        if sweep_code:  # a failed job fails the sweep process; the others ran, so report what is there
+            print(f"av-td3 report: the sweep exited with status {sweep_code}; reporting what it produced "
+                  "(this report exits non-zero)", file=sys.stderr)
     if not sweep_dir.is_dir() or not find_run_paths(sweep_dir):
         print(f"av-td3 report: no runs in {sweep_dir}" + (" (drop --no-run to launch the sweep)"
                                                           if args.no_run else ""), file=sys.stderr)
         return 2
     baseline = args.baseline or BASELINES.get(args.experiment)
     try:
+        reproduce = reproduce_command(args.experiment, args.size, args.passthrough, args.launcher, args.jobs,
+                                      args.baseline)
         code, summary = report(args.experiment, args.size, args.passthrough, sweep_dir,
-                               args.out or sweep_dir / "report", cmd, baseline, args.reps)
+                               args.out or sweep_dir / "report", cmd, baseline, args.reps, reproduce)
     except (FileNotFoundError, ValueError) as e:
         print(f"av-td3 report: {e}", file=sys.stderr)
         return 2
     print(f"report written to {summary.parent}")
-    return code
+    return max(code, 1 if sweep_code else 0)

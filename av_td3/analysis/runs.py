@@ -35,7 +35,9 @@ LOCK = ".lock"  # held by the training process that writes the run (av_td3/run_l
 
 # "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
 # reached is known only from its scalars.
-STATUSES = ("finished", "failed", "stopped", "unfinished", "foreign")
+# "unreadable": a run directory whose config or results.json cannot be read (listed with the reason,
+# never fatal for the runs beside it).
+STATUSES = ("finished", "failed", "stopped", "unfinished", "foreign", "unreadable")
 
 
 class RunDirError(ValueError):
@@ -88,6 +90,20 @@ class RunDir:
     def clip_limit(self, net: str, part: str | None = None) -> float | None:
         cfg = self.clipping(net)
         return None if cfg is None else cfg.limit(part)
+
+    def flat_config(self) -> dict[str, Any]:
+        """The composed config as dotted keys -> values (lists as tuples): what tells runs apart."""
+        out: dict[str, Any] = {}
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, f"{prefix}{k}.")
+            else:
+                out[prefix[:-1]] = tuple(node) if isinstance(node, list) else node
+
+        walk(self.config, "")
+        return out
 
     @property
     def foreign(self) -> bool:
@@ -184,6 +200,8 @@ def _load_outcome(run: RunDir) -> None:
             run.results = json.loads(results.read_text())
         except (OSError, ValueError) as e:
             raise RunDirError(results, f"unreadable results ({e})") from None
+        if not isinstance(run.results, dict):
+            raise RunDirError(results, f"results is a JSON {type(run.results).__name__}, not an object")
     if error.is_file():
         lines = error.read_text(errors="replace").strip().splitlines()
         run.error_line = lines[0] if lines else "(empty error.txt)"
@@ -203,7 +221,9 @@ def _load_outcome(run: RunDir) -> None:
 
 def discover_runs(paths: Iterable[Path]) -> list[RunDir]:
     """Every run at or below ``paths``: an event file, a run directory, or any directory holding runs
-    (a multirun) at any depth. FileNotFoundError for a missing path; an empty list when nothing is found."""
+    (a multirun) at any depth. FileNotFoundError for a missing path; an empty list when nothing is found.
+    A run that cannot be loaded (corrupt config or results.json) is kept as status ``unreadable`` with
+    the reason in ``error_line``, so one broken run never hides the others."""
     runs: list[RunDir] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
@@ -213,7 +233,11 @@ def discover_runs(paths: Iterable[Path]) -> list[RunDir]:
             key = run_path.resolve()
             if key not in seen:
                 seen.add(key)
-                runs.append(load_run(run_path))
+                try:
+                    runs.append(load_run(run_path))
+                except RunDirError as e:
+                    runs.append(RunDir(path=run_path, event_files=[], status="unreadable",
+                                       error_line=f"{e.path.name}: {e.reason}"))
     return runs
 
 

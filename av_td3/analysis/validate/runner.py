@@ -19,6 +19,8 @@ def _learns(run: RunDir) -> bool:
 
 def validate_run(run: RunDir, opts: Options) -> RunReport:
     report = RunReport(str(run.path), "PASS")
+    if run.status == "unreadable":
+        return RunReport(str(run.path), "ERROR", error=f"{run.path}: {run.error_line}")
     try:
         if not run.event_files:
             where = run.path / TB if (run.path / TB).is_dir() or run.has_config else run.path
