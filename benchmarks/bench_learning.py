@@ -311,7 +311,8 @@ def main() -> None:
     print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
           f"frames, action repeat {cfg.trainer.action_repeat}, scenario {cfg.scenario.npc_vehicles} NPCs, "
           f"seeds {args.seeds}")
-    print(f"SB3 has no counterpart of agent.saturation_penalty={cfg.agent.saturation_penalty}, "
+    print(f"SB3 has no counterpart of agent.augmentation={cfg.agent.augmentation}, "
+          f"agent.saturation_penalty={cfg.agent.saturation_penalty}, "
           f"agent.layer_norm={cfg.agent.layer_norm}, agent.n_step={cfg.agent.n_step} or "
           f"exploration.warmup={cfg.exploration.warmup} (its warm-up actions are uniform); it runs without "
           "them", flush=True)

@@ -158,6 +158,7 @@ LEVERS = {
     "exploration": {("exploration", k) for k in ("process", "std", "action_scale", "warmup")},
     "temporal": {("trainer", "action_repeat"), ("agent", "n_step")},
     "start": {("env", "random_start"), ("env", "random_start_speed")},
+    "augmentation": {("agent", "augmentation")},
 }
 
 
