@@ -85,11 +85,10 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(raw, cfg, run_dir)
-    t0 = time.perf_counter()
-    trainer.run()
-    wall = time.perf_counter() - t0
+    trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
-    return {"evals": evals, "wall_s": wall, "frames": trainer.step}
+    # The run's wall time over all its sessions (a resumed run counts its earlier ones too).
+    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step}
 
 
 def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:

@@ -5,7 +5,8 @@ from test_validate import write_run
 from torch.utils.tensorboard import SummaryWriter
 
 from av_td3 import tags
-from av_td3.analysis.compare import _group_grid, collect
+from av_td3.analysis.compare import collect
+from av_td3.analysis.figures import group_grid as _group_grid
 
 
 def test_a_run_that_starts_late_contributes_nothing_before_its_first_step(tmp_path):

@@ -8,6 +8,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from av_td3 import tags
 from av_td3.analysis import compare as cmp
+from av_td3.analysis import figures
 from av_td3.analysis.stats import limit_value, percent
 from av_td3.cli import main as cli_main
 
@@ -58,9 +59,9 @@ def test_compare_groups_foreign_runs_by_name_and_scores_them_from_events(old_run
 
 def test_a_foreign_run_that_starts_late_contributes_nothing_before_its_first_step(old_runs):
     rows = [r for r in cmp.collect([old_runs], group_by_name=r"(clip_off)_seed\d+") if r.group == "clip_off"]
-    steps, grid = cmp._group_grid(rows, tags.EVAL_SUCCESS_RATE)
+    steps, grid = figures.group_grid(rows, tags.EVAL_SUCCESS_RATE)
     assert list(steps) == [1000, 1500] and grid.shape == (1, 2)  # only the late run logged success
-    steps, grid = cmp._group_grid(rows, tags.EVAL_MEAN_REWARD)
+    steps, grid = figures.group_grid(rows, tags.EVAL_MEAN_REWARD)
     assert list(steps) == [500, 1000] and len(grid) == 2  # the late run has no eval/mean_reward: absent
 
 

@@ -21,16 +21,16 @@ import hashlib
 import math
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from av_td3 import tags
+from av_td3.analysis import figures as figures_module
 from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
-from av_td3.analysis.runs import RunDir, RunDirError, discover_runs, read_scalars
+from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
 from av_td3.analysis.stats import percent
 
 FINAL = "final_eval"
@@ -272,124 +272,6 @@ def latex(table: list[dict], baseline: str | None) -> str:
     return "\n".join(out + ["\\bottomrule", "\\end{tabular}", ""])
 
 
-def _group_grid(members: list[RunRow], tag: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps, runs x steps) of one tag over a group's runs. A run contributes only between its first and
-    last logged step (NaN elsewhere: nothing is extrapolated, backwards or forwards)."""
-    series = [read_scalars(r.run, [tag]).get(tag) for r in members]
-    series = [s for s in series if s is not None and len(s[0])]
-    if not series:
-        return None
-    steps = np.unique(np.concatenate([s[0] for s in series]))
-    return steps, np.array([np.interp(steps, s[0], s[1], left=np.nan, right=np.nan) for s in series])
-
-
-def _plot_band(ax, steps: np.ndarray, grid: np.ndarray, label: str, style: str = "-", log: bool = False):
-    """The mean over runs where any run has data, and its 95% bootstrap band where at least two do."""
-    n = np.sum(~np.isnan(grid), axis=0)
-    with np.errstate(all="ignore"):
-        data = np.log10(grid) if log else grid
-        mean = np.nanmean(data, axis=0)
-        low, high = _bootstrap_band(data)
-    if log:
-        mean, low, high = 10 ** mean, 10 ** low, 10 ** high
-    (line,) = ax.plot(steps, mean, style, label=label, lw=1.2)
-    two = n >= 2
-    if two.any():
-        ax.fill_between(steps, np.where(two, low, np.nan), np.where(two, high, np.nan), alpha=0.2,
-                        color=line.get_color())
-    return line
-
-
-def plot_curves(rows: list[RunRow], out: Path) -> list[Path]:
-    """Evaluation return and success rate per group (mean over seeds, 95% bootstrap band), gradient norms
-    and update ratios."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = sorted({r.group for r in rows})
-    members = {g: [r for r in rows if r.group == g] for g in groups}
-    written = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, tag, label in zip(axes, (tags.EVAL_MEAN_REWARD, tags.EVAL_SUCCESS_RATE),
-                              ("evaluation return", "evaluation success rate")):
-        for group in groups:
-            found = _group_grid(members[group], tag)
-            if found is not None:
-                _plot_band(ax, *found, label=f"{group} (n={len(found[1])})")
-        ax.set_xlabel("environment step")
-        ax.set_ylabel(f"{label} (mean, 95% bootstrap CI)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    written += _save(fig, out / "curves")
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, net in zip(axes, tags.NETWORKS):
-        limits = set()
-        for group in groups:
-            for when, style in (("BEFORE", "-"), ("AFTER", "--")):
-                found = _group_grid(members[group], tags.grad_norm(net, when))
-                if found is not None:
-                    _plot_band(ax, *found, label=f"{group} {when}", style=style, log=True)
-            try:
-                limit = members[group][0].run.clip_limit(net)
-            except RunDirError:  # an invalid clipping config: the run is listed with its problem
-                limit = None
-            if limit is not None:
-                limits.add(limit)
-        for limit in sorted(limits):
-            ax.axhline(limit, color="k", lw=0.8, ls=":")
-            ax.annotate(f"max_norm {limit:g}", (0.01, limit), xycoords=("axes fraction", "data"), fontsize=7,
-                        va="bottom")
-        ax.set_yscale("log")
-        ax.set_title(f"{net} gradient norm (global L2)")
-        ax.set_xlabel("environment step")
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
-    written += _save(fig, out / "grad_norms")
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    drawn = False
-    for ax, net in zip(axes, tags.NETWORKS):
-        for group in groups:
-            found = _group_grid(members[group], tags.update_ratio(net))
-            if found is not None:
-                _plot_band(ax, *found, label=f"{group} (n={len(found[1])})", log=True)
-                drawn = True
-        ax.set_yscale("log")
-        ax.set_title(f"{net} update ratio ||step|| / ||weights||")
-        ax.set_xlabel("environment step")
-        ax.set_ylabel("geometric mean over runs, 95% bootstrap CI")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
-    if drawn:
-        written += _save(fig, out / "update_ratio")
-    plt.close("all")
-    return written
-
-
-def _bootstrap_band(grid: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """95% percentile-bootstrap band of the mean over runs, per step."""
-    if len(grid) < 2:
-        return grid[0], grid[0]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(grid), (reps, len(grid)))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # steps where a resample has no run with data
-        means = np.nanmean(grid[idx], axis=1)
-        return np.nanpercentile(means, 2.5, axis=0), np.nanpercentile(means, 97.5, axis=0)
-
-
-def _save(fig, stem: Path) -> list[Path]:
-    fig.tight_layout()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    return paths
-
-
 def _pct(x: float) -> str:
     return percent(x)
 
@@ -408,7 +290,7 @@ class NoMetric(ValueError):
 
 
 def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps: int = 2000,
-            plots: bool = True, group_by_name: str | None = None) -> dict:
+            plots: bool = True, group_by_name: str | None = None, smooth: int = 1) -> dict:
     rows = collect(dirs, metric, group_by_name)
     if not rows:
         raise FileNotFoundError(f"no runs (run directories or TensorBoard event files) under "
@@ -434,7 +316,7 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
 
     pd.DataFrame.from_records(table).to_csv(out / "groups.csv", index=False)
     (out / "groups.tex").write_text(latex(table, baseline))
-    figures = plot_curves(rows, out) if plots else []
+    figures = figures_module.write_all(rows, out, metric, baseline, smooth, reps) if plots else []
     problems = [r for r in rows if not r.scored or r.problem]
     return {"rows": rows, "table": table, "markdown": markdown(table, baseline), "problems": problems,
             "figures": figures, "out": out, "baseline": baseline,
@@ -453,7 +335,10 @@ def add_parser(sub) -> None:
                    help="group runs by their directory names instead of their overrides: the first capturing "
                         "group of REGEX names the group, e.g. '(.*)_seed\\d+' (runs other code wrote)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only (no figures)")
+    p.add_argument("--smooth", type=int, default=1, metavar="N",
+                   help="draw curves as a centred rolling mean over N logged points, the raw mean kept faint "
+                        "beneath (default: %(default)s, no smoothing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -463,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = compare(args.dirs, args.out or default_out(args.dirs), args.metric, args.baseline, args.reps,
-                         plots=not args.no_plots, group_by_name=args.group_by_name)
+                         plots=not args.no_plots, group_by_name=args.group_by_name, smooth=args.smooth)
     except (FileNotFoundError, ValueError) as e:
         print(f"av-td3 compare: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@
    experiment's baseline group.
 3. Writes ``SWEEP/report/``: ``summary.md`` (n per group, the interval method, which differences are
    significant, failed runs), the tables (``runs.csv``, ``groups.csv``, ``groups.tex``,
-   ``metrics.md``), the figures (``curves``, ``grad_norms`` as PNG and PDF) and ``validate.txt``.
+   ``metrics.md``), the figures (``curves``, ``grad_norms``, ``update_ratio``, ``aggregate`` as PNG and
+   PDF; see ``av_td3/analysis/figures.py``) and ``validate.txt``.
 
 Exit status: 0 when the sweep succeeded, every run finished and none failed validation; 1 when the
 report was written but the sweep process failed, or some runs failed, are unfinished or failed
@@ -186,9 +187,18 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
     best = sweep_dir / "optimization_results.yaml"  # what Hydra's Optuna sweeper found
     if best.is_file():
         md += ["## Optuna search result", "", "```yaml", best.read_text().strip(), "```", ""]
-    md += ["## Figures", "", "![evaluation return](curves.png)", "",
-           "![gradient norms before and after clipping](grad_norms.png)", "",
-           "## Validation (`av-td3 validate`)", "",
+    figure_names = {p.name for p in result["figures"]}
+    captions = [("aggregate.png", f"Per-run `{METRIC}`: IQM and mean with 95% CIs per group, the performance "
+                                  "profile, and P(group > baseline)"),
+                ("curves.png", "Evaluation return and success rate: mean over runs, 95% bootstrap band"),
+                ("grad_norms.png", "Gradient norms before (solid) and after (dashed) clipping, whole network "
+                                   "and each part, with each group's clip limit (dotted)"),
+                ("update_ratio.png", "Update size ||step|| / ||weights|| per network")]
+    md += ["## Figures", ""]
+    for name, caption in captions:
+        if name in figure_names:
+            md += [f"{caption}:", "", f"![{caption}]({name})", ""]
+    md += ["## Validation (`av-td3 validate`)", "",
            ", ".join(f"{v} {k}" for k, v in verdicts.items() if v) + " (details in `validate.txt`)", ""]
     problems = [r for r in reports if r.verdict in ("FAIL", "ERROR")]
     md += [f"- {val.verdict_line(r)}" for r in problems]
