@@ -13,13 +13,14 @@ import sys
 
 from av_td3.envs.carla.errors import CarlaConnectionError, CarlaNotInstalledError
 from av_td3.envs.carla.ports import HOST_VAR, PORT_VAR
+from av_td3.helptext import plain
 
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT = "127.0.0.1", 2000, 5.0
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("carla-check", help="verify a CARLA server (versions, map, one spawn)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default=None, help=f"server host (default ${HOST_VAR} or {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=None,
                    help=f"server RPC port (default ${PORT_VAR} or {DEFAULT_PORT})")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         from av_td3.envs.carla.client import connect, import_carla
 
         carla = import_carla()
-        client = connect(host, port, args.timeout)
+        client = connect(host, port, args.timeout, where="--host/--port")
     except (CarlaConnectionError, CarlaNotInstalledError) as e:
         print(f"carla-check: {e}", file=sys.stderr)
         return 2

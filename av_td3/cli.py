@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from av_td3.helptext import plain
+
 # command -> module exposing add_parser(subparsers) and run(args) -> exit code. Imported on use, so
 # `av-td3 validate` does not pay for matplotlib or carla.
 COMMANDS = {
@@ -30,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(prog="av-td3", description=__doc__,
+    parser = argparse.ArgumentParser(prog="av-td3", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                help=f"one of {', '.join(COMMANDS)} (av-td3 COMMAND --help for its options)")
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     for name, module in COMMANDS.items():
         if wanted is None or name == wanted:

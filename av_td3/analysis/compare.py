@@ -32,6 +32,7 @@ from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
 from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
 from av_td3.analysis.stats import percent
+from av_td3.helptext import plain
 
 FINAL = "final_eval"
 # Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
@@ -325,8 +326,9 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="one table over multirun outputs, grouped, with interval estimates",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="a multirun directory, a run directory or a folder of TensorBoard event files")
     p.add_argument("--metric", default="final/mean_reward",
                    help="per-run score: final/<eval key>, best/mean_reward, ... (default: %(default)s)")
     p.add_argument("--baseline", help="group to compare against, e.g. clipping=none")
@@ -334,7 +336,7 @@ def add_parser(sub) -> None:
     p.add_argument("--group-by-name", metavar="REGEX",
                    help="group runs by their directory names instead of their overrides: the first capturing "
                         "group of REGEX names the group, e.g. '(.*)_seed\\d+' (runs other code wrote)")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only (no figures)")
     p.add_argument("--smooth", type=int, default=1, metavar="N",
                    help="draw curves as a centred rolling mean over N logged points, the raw mean kept faint "

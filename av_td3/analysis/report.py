@@ -36,6 +36,7 @@ from av_td3.analysis import stats
 from av_td3.analysis import validate as val
 from av_td3 import available_cores
 from av_td3.analysis.runs import DONE, STATUSES, discover_runs, find_run_paths
+from av_td3.helptext import plain
 
 # The group each experiment's other groups are measured against (compare's --baseline). Experiments
 # not listed (a grid, an Optuna search) are summarised without significance tests unless --baseline.
@@ -236,7 +237,7 @@ def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Pat
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="run (or resume), validate and compare an ablation; write a report",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", help="an experiment in experiments/ with a sweep: "
                                       + ", ".join(experiments()))
     p.add_argument("--size", help="conf/size option: full (SPEC), drive (learn_to_drive's scale) or smoke "
@@ -248,7 +249,7 @@ def add_parser(sub) -> None:
                         "conf/hydra/launcher option such as slurm, submitit_local, ray")
     p.add_argument("--jobs", type=int, default=0, help="joblib: parallel jobs (default: one per core)")
     p.add_argument("--baseline", help="baseline group (default: the experiment's, e.g. clipping=none)")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--no-run", action="store_true", help="do not launch the sweep; report on what is there")
     p.set_defaults(passthrough=[])  # filled by av_td3.cli from the arguments after "--"
 

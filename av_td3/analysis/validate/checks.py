@@ -445,6 +445,9 @@ def check_finished(run: RunDir, data: dict[str, Series]) -> Check:
     progress = f"step {last if last is not None else '?'}/{total if total is not None else '?'}"
     if run.status == "finished":
         return Check("finished", PASS, f"finished at {progress}", fig)
+    if run.done and run.results is None:
+        return Check("finished", WARN, f"DONE marker but no results.json (removed or never written): the "
+                                       f"events reach {progress}", fig)
     why = f": {run.error_line}" if run.error_line else ""
     return Check("finished", WARN, f"{run.status} at {progress}{why}", fig)
 

@@ -15,11 +15,12 @@ from av_td3.analysis.runs import find_run_paths
 from av_td3.analysis.validate.checks import DEFAULTS, Options, RunReport
 from av_td3.analysis.validate.output import _json_safe, exit_code, format_report, verdict_line
 from av_td3.analysis.validate.runner import validate_path
+from av_td3.helptext import plain
 
 # --- command line -------------------------------------------------------------------------------------------
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("validate", help="check clipping and training health from event files",
-                              description=_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=plain(_doc()), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(p)
     return p
 
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="av-td3 validate", description=_doc(),
+    parser = argparse.ArgumentParser(prog="av-td3 validate", description=plain(_doc()),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -27,13 +27,14 @@ def import_carla() -> ModuleType:
     return carla
 
 
-def no_server_message(host: str, port: int, timeout: float) -> str:
+def no_server_message(host: str, port: int, timeout: float, where: str = "env.host/env.port") -> str:
+    """``where``: how the caller sets host and port (the run config's keys, or carla-check's flags)."""
     return (f"no CARLA server at {host}:{port} (timed out after {timeout:.1f} s). "
-            f"{start_server_hint(port)} -- or point env.host/env.port (CARLA_HOST/CARLA_PORT) at a "
+            f"{start_server_hint(port)} -- or point {where} (CARLA_HOST/CARLA_PORT) at a "
             "running one; `av-td3 carla-check` tests a server.")
 
 
-def connect(host: str, port: int, timeout: float):
+def connect(host: str, port: int, timeout: float, where: str = "env.host/env.port"):
     """A ``carla.Client`` that has answered once (its version), or CarlaConnectionError within ``timeout``.
 
     ``carla.Client()`` itself never fails; the first RPC is what times out when no server listens."""
@@ -43,7 +44,7 @@ def connect(host: str, port: int, timeout: float):
     try:
         server_version = client.get_server_version()
     except RuntimeError as e:
-        raise CarlaConnectionError(no_server_message(host, port, timeout)) from e
+        raise CarlaConnectionError(no_server_message(host, port, timeout, where)) from e
     client_version = client.get_client_version()
     if server_version != client_version:
         # The RPC protocol changes between releases; a mismatch often works until it does not.
