@@ -13,18 +13,24 @@ import gymnasium as gym
 from av_td3.metrics import EpisodeMetrics, aggregate
 
 
-def evaluate(agent, env: gym.Env, seeds: list[int]) -> dict[str, float]:
-    return aggregate([run_episode(agent, env, seed) for seed in seeds])
+def evaluate(agent, env: gym.Env, seeds: list[int], recorder=None) -> dict[str, float]:
+    """``recorder`` (``av_td3.video.EpisodeFrames``): records the first episode's frames."""
+    return aggregate([run_episode(agent, env, seed, recorder if i == 0 else None)
+                      for i, seed in enumerate(seeds)])
 
 
-def run_episode(agent, env: gym.Env, seed: int) -> dict[str, float]:
+def run_episode(agent, env: gym.Env, seed: int, recorder=None) -> dict[str, float]:
     """One deterministic episode from ``seed``; its per-episode metrics (``EpisodeMetrics.result``)."""
     if hasattr(agent, "reset"):  # a stateful controller (the classical agent's PID) starts afresh
         agent.reset()
     obs, _ = env.reset(seed=seed)
     episode = EpisodeMetrics()
+    if recorder is not None:
+        recorder.add(obs, env)
     while True:
         obs, reward, terminated, truncated, info = env.step(agent.act(obs))
         episode.add(reward, info)
+        if recorder is not None:
+            recorder.add(obs, env)
         if terminated or truncated:
             return episode.result()

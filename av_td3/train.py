@@ -86,6 +86,8 @@ def train(raw_cfg: DictConfig) -> float:
     _archive_error(run_dir)
     try:
         cfg = validate(raw_cfg)
+        if multirun:
+            _console_for_parallel_jobs(cfg, hc, run_dir.name)
         torch.set_num_threads(threads_per_job(cfg.torch_threads))
         job_num = hc.job.num if multirun else 0
         trainer = Trainer(raw_cfg, cfg, run_dir, job_num=job_num, hparams=hparams_of(raw_cfg, hc))
@@ -100,6 +102,30 @@ def train(raw_cfg: DictConfig) -> float:
         return _fail(run_dir, f"{type(e).__name__}: {e}", multirun, exc=e, code=1)
 
 
+class _JobPrefix(logging.Filter):
+    """Prefixes each log record with its sweep job's name, so parallel jobs' lines can be told apart."""
+
+    def __init__(self, job: str):
+        super().__init__()
+        self.prefix = f"[{job}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "_av_td3_job", False):
+            record.msg, record._av_td3_job = self.prefix + str(record.msg), True
+        return True
+
+
+def _console_for_parallel_jobs(cfg, hc, job: str) -> None:
+    """In a sweep: every log line names its job; under a launcher that runs jobs side by side (anything
+    but Hydra's basic one) the progress bars are off, since several would redraw one terminal line."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_JobPrefix(job))
+    parallel = "BasicLauncher" not in str(OmegaConf.select(hc.launcher, "_target_", default=""))
+    if parallel and cfg.trainer.progress_bar:
+        cfg.trainer.progress_bar = False
+        log.info("progress bar off: jobs run side by side (the log lines and eval.csv show progress)")
+
+
 def hparams_of(cfg: DictConfig, hc) -> dict[str, float | int | str | bool]:
     """The HParams dashboard's columns: every group choice, then the settings an ablation varies."""
     hp: dict[str, float | int | str | bool] = {
@@ -111,8 +137,9 @@ def hparams_of(cfg: DictConfig, hc) -> dict[str, float | int | str | bool]:
              for k in ("mode", "max_norm", "cnn_max_norm", "mlp_max_norm", "clip_value")]
     for key in keys:
         value = OmegaConf.select(cfg, key, default=None)
-        if value is not None:
-            hp[key] = value
+        # Every key in every run, so a sweep's column exists for all its runs: an unset limit (None)
+        # is NaN, which the HParams dashboard shows as empty beside the runs that have one.
+        hp[key] = float("nan") if value is None else value
     return hp
 
 

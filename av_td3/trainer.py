@@ -6,8 +6,11 @@ Warm-up actions until ``learning_starts``, then the agent's policy plus the expl
 deterministic evaluation on a separate env instance every ``eval_every`` frames (no buffer writes);
 a checkpoint of the whole run state every ``checkpoint_every``
 steps, taken at the next episode boundary so a resumed run replays exactly what an uninterrupted one
-would have done (SIGTERM/SIGINT checkpoint at once instead). Every episode is reset with a seed derived
-from (run seed, episode index), which is what makes that replay exact.
+would have done. Every episode is reset with a seed derived from (run seed, episode index), which is what
+makes that replay exact. A stop signal (SIGTERM, SIGINT, Slurm's SIGUSR2) is exact too: training goes on
+to the end of the episode in progress and checkpoints there, if that comes within
+``trainer.stop_grace_s``; past it (or at a second signal) the run stops without a new checkpoint and
+resumes, as after SIGKILL, from the last one (exact, redoing the frames since).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from av_td3 import checkpoint, tags
+from av_td3 import checkpoint, tags, video
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
@@ -63,7 +66,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.env = with_repeat(make_env(cfg, "train", job_num), cfg.trainer.action_repeat)
-        self.eval_env = with_repeat(make_env(cfg, "eval", job_num), cfg.trainer.action_repeat)
+        self.eval_env = with_repeat(make_env(cfg, "eval", job_num, render=cfg.trainer.eval_video),
+                                    cfg.trainer.action_repeat)
         self.env.action_space.seed(cfg.seed)
         horizon = math.ceil(cfg.env.max_episode_steps / cfg.trainer.action_repeat)  # agent steps
         self.explorer = Explorer(cfg.exploration, self.env.action_space, cfg.seed, horizon)
@@ -79,6 +83,8 @@ class Trainer:
         self.wall_time = 0.0  # seconds spent in earlier sessions of this run (resume)
         self._session_start = time.monotonic()
         self.stop_signal: int | None = None
+        self._signals, self._signal_at = 0, 0.0  # how many stop signals, and when the first came
+        self._checkpoint_step = 0  # the step the last checkpoint holds (what a resume continues from)
         self.reconnects = 0  # env episodes lost to simulator failures (CARLA) and rebuilt
 
     # --- the loop -------------------------------------------------------------------------------------
@@ -143,15 +149,18 @@ class Trainer:
                 if terminated or truncated:
                     self._log_episode(ep)
                     self.episode += 1
-                    if checkpoint_due:
+                    if checkpoint_due or self.stop_signal is not None:
                         self._checkpoint()
                         checkpoint_due = False
+                    if self.stop_signal is not None:  # at an episode boundary: the resume is exact
+                        return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
                     obs, ep = self._new_episode()
                     bar.set_postfix_str(self._postfix(), refresh=False)
                 else:
                     obs = next_obs
-                if self.stop_signal is not None:
-                    return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
+                if self.stop_signal is not None and (
+                        self._signals > 1 or time.monotonic() - self._signal_at > t.stop_grace_s):
+                    return self._stop(f"signal {signal.Signals(self.stop_signal).name}", checkpoint=False)
             bar.close()
             if self.learns and self.agent.num_updates > logged_at:
                 self._log_updates(updates)
@@ -242,7 +251,11 @@ class Trainer:
     def _evaluate(self, final: bool = False) -> dict:
         t = self.cfg.trainer
         n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
-        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n))
+        recorder = video.EpisodeFrames() if t.eval_video else None
+        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n), recorder)
+        if recorder is not None:
+            fps = self.eval_env.metadata.get("render_fps", 20) / t.action_repeat  # one frame per agent step
+            video.write(recorder, self.run_dir, self.step, fps, self.logger.tb)
         # A metric undefined this phase (no obstacle ahead: no TTC; no success: no completion time) is
         # left out of TensorBoard rather than written as NaN, which would look like a diverged run.
         self.logger.scalars({f"eval/{k}": v for k, v in summary.items() if math.isfinite(v)}, self.step)
@@ -278,6 +291,7 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         checkpoint.save(self._state(), self.run_dir / checkpoint.CHECKPOINT)
+        self._checkpoint_step = self.step
         log.debug("checkpoint at step %d", self.step)
 
     def _maybe_resume(self) -> bool:
@@ -286,6 +300,7 @@ class Trainer:
             return False
         state = checkpoint.load(path)
         self.step, self.episode = int(state["step"]), int(state["episode"])
+        self._checkpoint_step = self.step
         self.evals, self.wall_time = list(state["evals"]), float(state["wall_time"])
         self.reconnects = int(state["reconnects"])
         if self.learns:
@@ -317,29 +332,46 @@ class Trainer:
             "reconnects": self.reconnects, "wall_time_s": self.elapsed(), "error": error,
         }
         if hasattr(self, "logger") and self.hparams:
-            metric_tags = [f"eval/{k}" for k in (final or {})] or [tags.EVAL_MEAN_REWARD]
+            # Only metrics the run wrote at least once: an eval metric undefined in every phase (no TTC
+            # without an obstacle ahead) is never written, and a declared but empty column misleads.
+            written = {k for e in self.evals for k, v in e.items()
+                       if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)}
+            metric_tags = [f"eval/{k}" for k in sorted(written)] or [tags.EVAL_MEAN_REWARD]
             self.logger.hparams(self.hparams, metric_tags)
         tmp = self.run_dir / f".{RESULTS}.tmp"
         tmp.write_text(json.dumps(_finite_or_none(results), indent=2, default=_json_default))
         tmp.replace(self.run_dir / RESULTS)
 
-    def _stop(self, reason: str) -> float:
-        self._checkpoint()
+    def _stop(self, reason: str, checkpoint: bool = True) -> float:
+        """Stop for a signal. ``checkpoint=False``: mid-episode, past the grace period; the last
+        checkpoint (an episode boundary) stays what a resume continues from, so that stays exact."""
+        if checkpoint:
+            self._checkpoint()
+            log.warning("stopped by %s at step %d, at an episode boundary; checkpoint saved", reason, self.step)
+        else:
+            reason += f"; mid-episode, so the run resumes from its checkpoint at step {self._checkpoint_step}"
+            log.warning("stopped by %s (the frames since are redone on resume)", reason)
         self._write_results("stopped", None, error=reason)
-        log.warning("stopped by %s at step %d; checkpoint saved", reason, self.step)
         chained = self._chained_handlers.get(self.stop_signal)
         if callable(chained):  # e.g. submitit's preemption handler: requeue, now that we checkpointed
             chained(self.stop_signal, None)
         return math.nan
 
     def _install_signal_handlers(self) -> None:
-        """SIGTERM / SIGINT, and SIGUSR2 (submitit's preemption and timeout signal) are acted on at the
-        next step boundary: checkpoint, then exit or hand over to the handler that was there before
-        (submitit's, which requeues the job; the requeued job resumes from our checkpoint)."""
+        """SIGTERM / SIGINT, and SIGUSR2 (submitit's preemption and timeout signal): stop at the end of the
+        episode in progress (within trainer.stop_grace_s; see the module docstring), then exit or hand
+        over to the handler that was there before (submitit's, which requeues the job; the requeued job
+        resumes from our checkpoint)."""
         self._chained_handlers: dict[int, object] = {}
 
         def handler(signum, _frame):
             self.stop_signal = signum
+            self._signals += 1
+            if self._signals == 1:
+                self._signal_at = time.monotonic()
+                log.warning("%s: finishing the episode in progress (at most trainer.stop_grace_s=%gs), then "
+                            "checkpoint and stop; signal again to stop at once", signal.Signals(signum).name,
+                            self.cfg.trainer.stop_grace_s)
 
         signals = [signal.SIGTERM, signal.SIGINT]
         if hasattr(signal, "SIGUSR2") and callable(signal.getsignal(signal.SIGUSR2)):

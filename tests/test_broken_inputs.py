@@ -18,8 +18,9 @@ CLI = [sys.executable, "-m", "av_td3.cli"]
 def sweep_with_broken_runs(root):
     for seed in (0, 1):
         write_run(root / f"good_{seed}", changes={"eval/mean_reward": {1000: 10.0 + seed}})
-        res = json.loads((root / f"good_{seed}" / "results.json").read_text())
-        (root / f"good_{seed}" / "results.json").write_text(json.dumps(res | {"final_eval": {"mean_reward": 10.0 + seed}}))
+        results = root / f"good_{seed}" / "results.json"
+        scored = json.loads(results.read_text()) | {"final_eval": {"mean_reward": 10.0 + seed}}
+        results.write_text(json.dumps(scored))
     corrupt = write_run(root / "corrupt_results")
     (corrupt / "results.json").write_text('{"status": "fini')  # a session killed mid-write
     rejected = root / "rejected"  # what a rejected config left before configs were checked up front

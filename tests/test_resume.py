@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
 from av_td3 import tags
-from av_td3.analysis.runs import load_run, read_scalars
+from av_td3.analysis.runs import load_run
 
 pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "av_td3.train", "+experiment=smoke", "trainer.total_steps=900",
@@ -39,9 +39,35 @@ def raw_tag_steps(run: Path) -> Counter:
     return Counter(kept)
 
 
-def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(TRAIN + [f"hydra.run.dir={whole}"], check=True, capture_output=True, timeout=600)
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    """The uninterrupted run every interrupted one must equal."""
+    run = tmp_path_factory.mktemp("uninterrupted") / "whole"
+    subprocess.run(TRAIN + [f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=600)
+    return run
+
+
+def assert_same_run(whole: Path, resumed: Path) -> None:
+    """Final metrics, evaluations, counts, CSVs and every TensorBoard (tag, step) pair and value equal."""
+    a = json.loads((whole / "results.json").read_text())
+    b = json.loads((resumed / "results.json").read_text())
+    assert b["status"] == "finished" and b["step"] == 900 and (resumed / "DONE").exists()
+    assert b["final_eval"] == a["final_eval"]
+    assert b["evals"] == a["evals"] and b["updates"] == a["updates"] and b["episodes"] == a["episodes"]
+    for table in ("train.csv", "eval.csv"):
+        assert (resumed / table).read_text() == (whole / table).read_text(), table
+    steps_whole, steps_resumed = raw_tag_steps(whole), raw_tag_steps(resumed)
+    assert max(steps_resumed.values()) == 1, "a (tag, step) pair was written twice"
+    assert steps_resumed == steps_whole
+    sa, sb = load_run(whole).read_all(), load_run(resumed).read_all()
+    assert set(sa) == set(sb)
+    for tag in set(sa) - {tags.STEPS_PER_SECOND}:  # wall-clock speed differs between any two runs
+        np.testing.assert_array_equal(sb[tag].steps, sa[tag].steps, err_msg=tag)
+        np.testing.assert_allclose(sb[tag].values, sa[tag].values, rtol=1e-6, err_msg=tag)
+
+
+def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path, whole):
+    killed = tmp_path / "killed"
 
     proc = subprocess.Popen(TRAIN + [f"hydra.run.dir={killed}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -61,26 +87,13 @@ def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path):
     assert "resumed from" in r.stderr + r.stdout
     assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2  # one per session
 
-    a = json.loads((whole / "results.json").read_text())
     b = json.loads((killed / "results.json").read_text())
-    assert b["status"] == "finished" and b["step"] == 900 and (killed / "DONE").exists()
-    assert b["final_eval"] == a["final_eval"]
-    assert b["evals"] == a["evals"] and b["updates"] == a["updates"] and b["episodes"] == a["episodes"]
     # Wall time adds up over sessions: the first session's, up to its checkpoint, counts too.
     assert first_session > 0 and b["wall_time_s"] > first_session
-
-    steps_whole, steps_killed = raw_tag_steps(whole), raw_tag_steps(killed)
-    assert max(steps_killed.values()) == 1, "a (tag, step) pair was written twice"
-    assert steps_killed == steps_whole
-    # The curves themselves continue exactly (our reader, which merges the two sessions).
-    wanted = [tags.CRITIC_LOSS, tags.ACTOR_LOSS, tags.EVAL_MEAN_REWARD, tags.grad_norm("critic", "BEFORE")]
-    sa, sb = read_scalars(load_run(whole), wanted), read_scalars(load_run(killed), wanted)
-    for tag in wanted:
-        np.testing.assert_array_equal(sb[tag].steps, sa[tag].steps)
-        np.testing.assert_allclose(sb[tag].values, sa[tag].values, rtol=1e-6, err_msg=tag)
+    assert_same_run(whole, killed)
 
 
-def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path):
+def test_sigterm_exits_143_prints_the_resume_command_and_resumes_exactly(tmp_path, whole):
     import shlex
 
     run = tmp_path / "run"
@@ -98,10 +111,28 @@ def test_sigterm_exits_143_and_prints_the_command_that_resumes(tmp_path):
     assert argv[0] == "av-td3-train" and f"hydra.run.dir={run.absolute()}" in argv
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "stopped" and results["wall_time_s"] > 0
+    assert "at an episode boundary" in err  # the episode in progress was finished, then checkpointed
     r = subprocess.run([sys.executable, "-m", "av_td3.train", *argv[1:]], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((run / "results.json").read_text())["status"] == "finished"
+    assert_same_run(whole, run)  # as exact as SIGKILL's resume
+
+
+def test_a_second_signal_stops_at_once_and_the_resume_is_still_exact(tmp_path, whole):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(TRAIN + [f"hydra.run.dir={run}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint.pt").exists():  # mid-run, after a first checkpoint
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # impatient: do not wait for the episode to end
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    r = subprocess.run(TRAIN + [f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run(whole, run)
 
 
 def test_one_writer_per_run_dir_and_a_dead_holder_does_not_block(tmp_path):

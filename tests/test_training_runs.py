@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "av_td3.train"]
 
 
-def train(args, tmp_path, check=True):
-    r = subprocess.run(TRAIN + args + ["trainer.progress_bar=false"], capture_output=True, text=True,
-                       timeout=600, cwd=tmp_path)
+def train(args, tmp_path, check=True, bar=False):
+    r = subprocess.run(TRAIN + args + ([] if bar else ["trainer.progress_bar=false"]), capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -51,14 +51,45 @@ def test_smoke_run_with_reference_clipping(tmp_path):
     assert v.returncode == 0, v.stdout + v.stderr
 
 
+def run_hparams(run) -> dict:
+    """The HParams plugin's record of a run: its hparams (name -> value) and declared metric tags."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = {"hparams": {}, "metrics": []}
+    for path in sorted((run / "tb").glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "hparams":
+                    continue
+                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                if data.HasField("session_start_info"):
+                    out["hparams"] = dict(data.session_start_info.hparams)
+                if data.HasField("experiment"):
+                    out["metrics"] = [m.name.tag for m in data.experiment.metric_infos]
+    return out
+
+
 def test_multirun_with_joblib_writes_one_dir_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    train(["-m", "+experiment=smoke", "clipping=none,reference", "seed=0,1", "hydra/launcher=joblib",
-           "hydra.launcher.n_jobs=2", "trainer.total_steps=300", "trainer.learning_starts=100",
-           "trainer.eval_every=0", f"hydra.sweep.dir={sweep}"], tmp_path)
+    first = train(["-m", "+experiment=smoke", "clipping=none,reference", "seed=0,1", "hydra/launcher=joblib",
+                   "hydra.launcher.n_jobs=2", "trainer.total_steps=300", "trainer.learning_starts=100",
+                   "trainer.eval_every=0", f"hydra.sweep.dir={sweep}"], tmp_path, bar=True)
     names = sorted(p.parent.parent.name for p in sweep.glob("*/.hydra/config.yaml"))
     shared = "trainer.eval_every=0,trainer.learning_starts=100,trainer.total_steps=300"
     assert names == [f"clipping={c},{shared},seed={s}" for c in ("none", "reference") for s in (0, 1)]
+    # Parallel jobs: no progress bars to interleave, and every log line names its job.
+    console = first.stdout + first.stderr
+    assert "frame/s" not in console and "\r" not in console
+    for name in names:
+        assert f"[{name}] resumed" in console or f"[{name}] train |" in console, name
+    # HParams: every swept key in every run (an unset limit as NaN), and only metrics the run wrote.
+    hparams = {name: run_hparams(sweep / name) for name in names}
+    keys = {name: set(h["hparams"]) for name, h in hparams.items()}
+    assert len({frozenset(k) for k in keys.values()}) == 1 and "clipping.actor.max_norm" in keys[names[0]]
+    for name, h in hparams.items():
+        written = set(read_scalars(discover_runs([sweep / name])[0], h["metrics"]))
+        assert set(h["metrics"]) == written, name
     assert all((sweep / n / "DONE").exists() for n in names)
     v = subprocess.run([sys.executable, "-m", "av_td3.cli", "validate", str(sweep)], capture_output=True,
                        text=True, timeout=120)
@@ -66,7 +97,8 @@ def test_multirun_with_joblib_writes_one_dir_per_job(tmp_path):
     c = subprocess.run([sys.executable, "-m", "av_td3.cli", "compare", str(sweep), "--baseline",
                         "clipping=none", "--reps", "200"], capture_output=True, text=True, timeout=300)
     assert c.returncode == 0, c.stdout + c.stderr
-    assert "clipping=reference" in c.stdout and (sweep / "groups.csv").exists()
+    assert "clipping=reference" in c.stdout and (tmp_path / "compare" / "groups.csv").exists()  # beside it
+    assert not (sweep / "groups.csv").exists()
     # Relaunching the same sweep skips the finished jobs.
     r = train(["-m", "+experiment=smoke", "clipping=none,reference", "seed=0,1",
                "trainer.total_steps=300", "trainer.learning_starts=100", "trainer.eval_every=0",

@@ -47,9 +47,17 @@ class TrainerConfig:
     log_every_updates: int = 10  # gradient/loss tags: one host sync per this many updates
     max_consecutive_nonfinite: int = 10  # skipped updates in a row before the run stops
     progress_bar: bool = True
+    # After a stop signal, seconds to go on until the episode in progress ends and checkpoint there (an
+    # exact resume); past them, stop without a new checkpoint (resume from the last, also exact). Keep it
+    # below a cluster's signal delay (the slurm preset's signal_delay_s is 120).
+    stop_grace_s: float = 30.0
+    # Record the first episode of every evaluation phase: RUN/videos/eval_<step>.gif and TensorBoard's
+    # eval/video (the policy's camera view, beside the embedded simulator's RGB render). av_td3/video.py.
+    eval_video: bool = False
 
     def __post_init__(self) -> None:
         k = "trainer"
+        check(self.stop_grace_s >= 0, f"{k}.stop_grace_s", f"must be >= 0, got {self.stop_grace_s}")
         check(self.final_eval_episodes is None or self.final_eval_episodes >= 1, f"{k}.final_eval_episodes",
               f"must be >= 1, got {self.final_eval_episodes}")
         check(self.reward_scale > 0, f"{k}.reward_scale", f"must be positive, got {self.reward_scale}")
