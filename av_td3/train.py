@@ -160,7 +160,12 @@ def relaunch_command(hc, run_dir: Path, multirun: bool) -> str:
     """The command that resumes this run (or, in a sweep, the whole sweep) from its checkpoint."""
     import shlex
 
-    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    task = list(hc.overrides.task)
+    if multirun:  # the sweep's own overrides (seed=0,1,2), not this job's (seed=1): Hydra's multirun.yaml
+        sweep_record = Path(hc.sweep.dir) / "multirun.yaml"
+        if sweep_record.is_file():
+            task = list(OmegaConf.select(OmegaConf.load(sweep_record), "hydra.overrides.task", default=task))
+    overrides = [o for o in task if not o.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
     where = (f"hydra.sweep.dir={Path(hc.sweep.dir).absolute()}" if multirun
              else f"hydra.run.dir={run_dir.absolute()}")
     return " ".join(["av-td3-train", *(["-m"] if multirun else []), *map(shlex.quote, overrides), where])
@@ -173,6 +178,8 @@ def _report_stop(signum: int, run_dir: Path, hc, multirun: bool) -> None:
 
     command = relaunch_command(hc, run_dir, multirun)
     log.warning("stopped by %s; resume with:\n  %s", signal.Signals(signum).name, command)
+    if multirun:  # the whole sweep stops (a sequential launcher would go on to the next job otherwise)
+        raise SweepInterrupted(signum, command)
     if not multirun:
         print(f"av-td3-train: stopped by {signal.Signals(signum).name}; checkpoint in {run_dir}. Resume with:\n"
               f"  {command}", file=sys.stderr)
@@ -206,8 +213,25 @@ def _final_return(results_path: Path) -> float:
     return float(final.get("mean_reward", float("nan")))
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep job stopped by a signal (after its checkpoint): ends the sweep, not only the job."""
+
+    def __init__(self, signum: int, command: str):
+        super().__init__(signum)
+        self.signum, self.command = signum, command
+
+
 def main() -> None:
-    train()
+    try:
+        train()
+    except KeyboardInterrupt as e:  # Ctrl-C of a sweep: each running job has checkpointed (trainer.py)
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        resume = getattr(e, "command", None) or "the same command (the same hydra.sweep.dir)"
+        print(f"av-td3-train: sweep stopped by {signal.Signals(signum).name}; every running job stopped at a "
+              f"checkpoint. Resume with (finished jobs are skipped):\n  {resume}", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 def _freeze_survivors() -> None:

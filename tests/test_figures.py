@@ -97,6 +97,7 @@ def test_smoothing_keeps_the_raw_mean_as_a_faint_line(rows):
     faint = [line for line in smooth if line.get_alpha() == pytest.approx(0.3)]
     assert len(faint) == 2 * len(ARMS) and len(smooth) == len(plain) + len(faint)
     assert np.allclose(figures.rolling(np.array([1.0, 2.0, 3.0, np.nan, 5.0]), 3)[:3], [1.5, 2.0, 2.5])
+    assert figures.rolling(np.arange(4.0), 9).shape == (4,)  # a window longer than the series
 
 
 def test_aggregate_draws_intervals_profile_and_improvement(rows):

@@ -104,14 +104,14 @@ def test_sigterm_exits_143_prints_the_resume_command_and_resumes_exactly(tmp_pat
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     command = err.split("Resume with:\n", 1)[1].strip().splitlines()[0]
     argv = shlex.split(command)
     assert argv[0] == "av-td3-train" and f"hydra.run.dir={run.absolute()}" in argv
     results = json.loads((run / "results.json").read_text())
     assert results["status"] == "stopped" and results["wall_time_s"] > 0
-    assert "at an episode boundary" in err  # the episode in progress was finished, then checkpointed
+    assert "at an episode boundary" in out + err  # the episode in progress was finished, then checkpointed
     r = subprocess.run([sys.executable, "-m", "av_td3.train", *argv[1:]], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -152,3 +152,28 @@ def test_one_writer_per_run_dir_and_a_dead_holder_does_not_block(tmp_path):
     r = subprocess.run(TRAIN + [f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run / "results.json").read_text())["status"] == "finished"
+
+
+def test_ctrl_c_of_a_sweep_stops_it_and_prints_the_sweep_command_that_resumes_it(tmp_path):
+    import shlex
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "av_td3.train", "-m", *TRAIN[3:], "seed=0,1",
+                             f"hydra.sweep.dir={sweep}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not list(sweep.glob("*/checkpoint.pt")):  # the first job is training
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "Traceback" not in err and "sweep stopped by SIGINT" in err
+    command = err.split("Resume with (finished jobs are skipped):\n", 1)[1].strip().splitlines()[0]
+    argv = shlex.split(command)
+    assert "seed=0,1" in argv and f"hydra.sweep.dir={sweep.absolute()}" in argv  # the sweep's, not the job's
+    assert not list(sweep.glob("*seed=1"))  # the sweep stopped: the second job never started
+    r = subprocess.run([sys.executable, "-m", "av_td3.train", *argv[1:]], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list(sweep.glob("*/DONE"))) == 2

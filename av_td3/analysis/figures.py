@@ -85,6 +85,7 @@ def bootstrap_band(grid: np.ndarray, reps: int = BAND_REPS, seed: int = 0) -> tu
 
 def rolling(y: np.ndarray, window: int) -> np.ndarray:
     """Centred rolling mean over ``window`` points, NaNs skipped (a point with no data stays NaN)."""
+    window = min(window, len(y))  # np.convolve's "same" is max(len(y), window) long
     if window <= 1:
         return y
     ok = np.isfinite(y)
@@ -241,7 +242,7 @@ def grad_norms(rows: list[RunRow], colours: dict[str, str], baseline: str | None
                 ax.set_xlabel("environment step", fontsize=FONT)
             _steps_axis(ax)
             ax.tick_params(labelsize=FONT)
-            ax.grid(alpha=0.3, which="both")
+            ax.grid(alpha=0.3)
     order = [g for g in draw_order(groups, baseline) if g in n]
     handles, labels = _group_handles(order, colours, n)
     handles += [Line2D([], [], color="0.3", ls=STYLE[w]) for w in ("BEFORE", "AFTER")]
@@ -296,7 +297,7 @@ def update_ratio(rows: list[RunRow], colours: dict[str, str], baseline: str | No
         ax.set_xlabel("environment step", fontsize=FONT)
         _steps_axis(ax)
         ax.tick_params(labelsize=FONT)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     axes[0].set_ylabel("update ratio", fontsize=FONT)
     if not n:
         plt.close(fig)
@@ -363,7 +364,7 @@ def aggregate(scores: dict[str, np.ndarray], colours: dict[str, str], metric: st
         ax.set_yticks(range(len(others)), others, fontsize=FONT)
         ax.set_xlim(-0.05, 1.05)
         ax.set_title(f"P(group > {baseline})", fontsize=FONT + 1)
-        ax.set_xlabel("probability of improvement, 95% bootstrap CI\n(0.5 = no difference)", fontsize=FONT)
+        ax.set_xlabel("P(improvement), 95% bootstrap CI\n(0.5 = no difference)", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
