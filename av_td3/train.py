@@ -10,6 +10,7 @@ Returns the final evaluation's mean return, so a Hydra sweeper (Optuna) can opti
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -38,7 +39,10 @@ if not OmegaConf.has_resolver("av_td3_job_dir"):
 
 
 def threads_per_job(requested: int) -> int:
-    """torch threads for this run: as asked, or this process's cores shared among parallel jobs."""
+    """torch threads for this run: as asked, or this process's cores shared among parallel jobs, and
+    never more than the cores idle at the start (os.getloadavg): an intra-op thread pool larger than the
+    free cores makes every op wait for a descheduled thread (issue 18: ~20x slower beside one other
+    CPU-bound process with 2 threads on 2 cores, against 1 thread)."""
     if requested:
         return requested
     cores = available_cores()
@@ -48,7 +52,17 @@ def threads_per_job(requested: int) -> int:
         n_jobs = OmegaConf.select(hc.launcher, "n_jobs", default=None)
         if n_jobs is not None:
             parallel = cores if n_jobs < 0 else n_jobs
-    return max(1, cores // parallel)
+    return max(1, min(cores // parallel, idle_cores(cores)))
+
+
+def idle_cores(cores: int) -> int:
+    """Cores not already busy: ``cores`` minus the 1-minute load average (which counts this sweep's
+    other jobs too once they run), at least 1."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return cores
+    return max(1, cores - int(load + 0.5))
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")

@@ -183,3 +183,16 @@ def test_plus_key_unknown_to_the_schema_is_rejected_before_any_work(compose):
         validate(compose(["+agent.bogus=1"]))
     with pytest.raises(ConfigError, match="full_key: exploration.nope"):
         validate(compose(["+exploration.nope=1"]))
+
+
+def test_default_threads_never_exceed_the_idle_cores(monkeypatch):
+    import os
+
+    from av_td3 import train
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))  # one other CPU-bound process
+    assert train.idle_cores(2) == 1 and train.idle_cores(8) == 7
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # overloaded: still one thread
+    assert train.idle_cores(2) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert train.idle_cores(2) == 2
