@@ -191,7 +191,7 @@ def curves(rows: list[RunRow], colours: dict[str, str], baseline: str | None = N
         ax.set_xlabel("environment step", fontsize=FONT)
         _steps_axis(ax)
         ax.set_ylabel("mean over runs", fontsize=FONT)
-        ax.tick_params(labelsize=FONT)
+        ax.tick_params(which="both", labelsize=FONT)
         ax.grid(alpha=0.3)
     order = [g for g in draw_order(groups, baseline) if g in n]
     _legend_below(fig, *_group_handles(order, colours, n),
@@ -241,7 +241,7 @@ def grad_norms(rows: list[RunRow], colours: dict[str, str], baseline: str | None
             if row == len(PARTS) - 1:
                 ax.set_xlabel("environment step", fontsize=FONT)
             _steps_axis(ax)
-            ax.tick_params(labelsize=FONT)
+            ax.tick_params(which="both", labelsize=FONT)
             ax.grid(alpha=0.3)
     order = [g for g in draw_order(groups, baseline) if g in n]
     handles, labels = _group_handles(order, colours, n)
@@ -296,7 +296,7 @@ def update_ratio(rows: list[RunRow], colours: dict[str, str], baseline: str | No
         ax.set_title(f"{net}: ||update|| / ||weights||", fontsize=FONT + 1)
         ax.set_xlabel("environment step", fontsize=FONT)
         _steps_axis(ax)
-        ax.tick_params(labelsize=FONT)
+        ax.tick_params(which="both", labelsize=FONT)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("update ratio", fontsize=FONT)
     if not n:
@@ -334,7 +334,7 @@ def aggregate(scores: dict[str, np.ndarray], colours: dict[str, str], metric: st
     ax.set_yticks(range(len(order)), [f"{g} (n={summary[g].n})" for g in order], fontsize=FONT)
     ax.set_title(f"{metric}", fontsize=FONT + 1)
     ax.set_xlabel("IQM (circle), mean (square), 95% stratified-bootstrap CI", fontsize=FONT)
-    ax.tick_params(labelsize=FONT)
+    ax.tick_params(which="both", labelsize=FONT)
     ax.grid(alpha=0.3, axis="x")
 
     ax = axes[1]
@@ -350,7 +350,7 @@ def aggregate(scores: dict[str, np.ndarray], colours: dict[str, str], metric: st
     ax.set_ylabel("fraction of runs scoring > tau", fontsize=FONT)
     ax.set_title("performance profile (95% CI bands)", fontsize=FONT + 1)
     ax.set_ylim(-0.02, 1.02)
-    ax.tick_params(labelsize=FONT)
+    ax.tick_params(which="both", labelsize=FONT)
     ax.grid(alpha=0.3)
 
     if panels == 3:
@@ -365,7 +365,7 @@ def aggregate(scores: dict[str, np.ndarray], colours: dict[str, str], metric: st
         ax.set_xlim(-0.05, 1.05)
         ax.set_title(f"P(group > {baseline})", fontsize=FONT + 1)
         ax.set_xlabel("P(improvement), 95% bootstrap CI\n(0.5 = no difference)", fontsize=FONT)
-        ax.tick_params(labelsize=FONT)
+        ax.tick_params(which="both", labelsize=FONT)
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
