@@ -331,7 +331,9 @@ class Trainer:
                            for net, g in (self.agent.guarded_steps().items() if self.learns else [])},
             "reconnects": self.reconnects, "wall_time_s": self.elapsed(), "error": error,
         }
-        if hasattr(self, "logger") and self.hparams:
+        # HParams once per run, when it finishes: a stopped or failed session writing them too would
+        # leave a resumed run with two records at step 0 (an interrupted run differing from a whole one).
+        if hasattr(self, "logger") and self.hparams and status == "finished":
             # Only metrics the run wrote at least once: an eval metric undefined in every phase (no TTC
             # without an obstacle ahead) is never written, and a declared but empty column misleads.
             written = {k for e in self.evals for k, v in e.items()

@@ -78,7 +78,7 @@ def test_report_folder(sweep):
         assert (out / name).stat().st_size > 0, name
     summary = (out / "summary.md").read_text()
     assert "n = finished runs (seeds) per group: 3" in summary
-    assert f"Reproduce: `av-td3 report clipping_ablation --size smoke -- {' '.join(SWEEP)}`" in summary
+    assert f"Reproduce: `av-td3 report clipping_ablation --size smoke --jobs 2 -- {' '.join(SWEEP)}`" in summary
     assert "stratified-bootstrap" in summary and "500 resamples" in summary
     assert "### Significant differences" in summary and "`clipping=none`" in summary
     assert "| clipping=reference | 3 |" in summary
