@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -207,6 +208,12 @@ def _discard_fresh(run_dir: Path) -> None:
 
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
         shutil.rmtree(run_dir, ignore_errors=True)
+        # ...and the outputs/<date>/ folder of Hydra's default run dir, when nothing else is in it.
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):
+            try:
+                run_dir.parent.rmdir()
+            except OSError:  # other runs of that day
+                pass
 
 
 def _archive_error(run_dir: Path) -> None:
