@@ -210,10 +210,16 @@ def write_runs_csv(rows: list[RunRow], path: Path) -> None:
     pd.DataFrame.from_records(records).to_csv(path, index=False)
 
 
-def group_table(rows: list[RunRow], metric: str, baseline: str | None, reps: int) -> list[dict]:
+def group_scores(rows: list[RunRow], metric: str) -> dict[str, np.ndarray]:
+    """group -> the ``metric`` of its runs that count in the statistics (scored runs with a source)."""
     scored = [r for r in rows if r.scored and r.source is not None]
+    return {g: np.array([r.values.get(metric, math.nan) for r in scored if r.group == g])
+            for g in sorted({r.group for r in rows})}
+
+
+def group_table(rows: list[RunRow], metric: str, baseline: str | None, reps: int) -> list[dict]:
     groups = sorted({r.group for r in rows})
-    scores = {g: np.array([r.values.get(metric, math.nan) for r in scored if r.group == g]) for g in groups}
+    scores = group_scores(rows, metric)
     summary = stats.summarize(scores, reps=reps)
     table = []
     for g in groups:
@@ -317,7 +323,8 @@ def compare(dirs: list[Path], out: Path, metric: str, baseline: str | None, reps
 
     pd.DataFrame.from_records(table).to_csv(out / "groups.csv", index=False)
     (out / "groups.tex").write_text(latex(table, baseline))
-    figures = figures_module.write_all(rows, out, metric, baseline, smooth, reps) if plots else []
+    figures = (figures_module.write_all(rows, out, metric, group_scores(rows, metric), baseline, smooth, reps)
+               if plots else [])
     problems = [r for r in rows if not r.scored or r.problem]
     return {"rows": rows, "table": table, "markdown": markdown(table, baseline), "problems": problems,
             "figures": figures, "out": out, "baseline": baseline,

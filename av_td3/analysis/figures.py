@@ -378,9 +378,10 @@ def save(fig, stem: Path) -> list[Path]:
     return paths
 
 
-def write_all(rows: list[RunRow], out: Path, metric: str, baseline: str | None = None, smooth: int = 1,
-              reps: int = 2000) -> list[Path]:
-    """Every figure of a comparison into ``out`` (PNG and PDF); returns the paths written."""
+def write_all(rows: list[RunRow], out: Path, metric: str, scores: dict[str, np.ndarray],
+              baseline: str | None = None, smooth: int = 1, reps: int = 2000) -> list[Path]:
+    """Every figure of a comparison into ``out`` (PNG and PDF); ``scores``: group -> per-run ``metric``
+    (``compare.group_scores``, what the table summarises). Returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -388,14 +389,10 @@ def write_all(rows: list[RunRow], out: Path, metric: str, baseline: str | None =
 
     colours = palette(sorted({r.group for r in rows}), baseline)
     written: list[Path] = []
-    scored = {}
-    for r in rows:
-        if r.scored and r.source is not None:
-            scored.setdefault(r.group, []).append(r.values.get(metric, math.nan))
     for name, fig in (("curves", curves(rows, colours, baseline, smooth)),
                       ("grad_norms", grad_norms(rows, colours, baseline, smooth)),
                       ("update_ratio", update_ratio(rows, colours, baseline, smooth)),
-                      ("aggregate", aggregate(scored, colours, metric, baseline, reps))):
+                      ("aggregate", aggregate(scores, colours, metric, baseline, reps))):
         if fig is not None:
             written += save(fig, out / name)
     plt.close("all")
