@@ -8,15 +8,32 @@ Each episode is scored by ``av_td3.metrics`` from the per-step quantities every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 
+from av_td3.envs.errors import EpisodeLost
 from av_td3.metrics import EpisodeMetrics, aggregate
 
 
-def evaluate(agent, env: gym.Env, seeds: list[int], recorder=None) -> dict[str, float]:
-    """``recorder`` (``av_td3.video.EpisodeFrames``): records the first episode's frames."""
-    return aggregate([run_episode(agent, env, seed, recorder if i == 0 else None)
-                      for i, seed in enumerate(seeds)])
+def evaluate(agent, env: gym.Env, seeds: list[int], recorder=None,
+             on_lost: Callable[[EpisodeLost], None] | None = None) -> dict[str, float]:
+    """``recorder`` (``av_td3.video.EpisodeFrames``): records the first episode's frames. An episode the
+    simulator loses (``EpisodeLost``: the env has been rebuilt) is run again from the same seed, after
+    ``on_lost(error)``; the env bounds the retries (it raises EnvFailed after env.max_reconnects in a row)."""
+    episodes = []
+    for i, seed in enumerate(seeds):
+        while True:
+            if recorder is not None and i == 0:
+                recorder.frames.clear()  # a rerun records afresh
+            try:
+                episodes.append(run_episode(agent, env, seed, recorder if i == 0 else None))
+                break
+            except EpisodeLost as e:
+                if on_lost is None:
+                    raise
+                on_lost(e)
+    return aggregate(episodes)
 
 
 def run_episode(agent, env: gym.Env, seed: int, recorder=None) -> dict[str, float]:

@@ -35,8 +35,9 @@ from av_td3 import checkpoint, tags, video
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
-from av_td3.envs.action_repeat import frames_of, with_repeat
-from av_td3.envs.factory import make_env
+from av_td3.envs.action_repeat import frames_of
+from av_td3.envs.errors import EnvFailed, EpisodeLost
+from av_td3.envs.factory import make_run_env
 from av_td3.evaluation import evaluate
 from av_td3.exploration import Explorer
 from av_td3.logger import RunLogger, UpdateLog
@@ -45,13 +46,6 @@ from av_td3.replay import ReplayBuffer
 log = logging.getLogger("av_td3")
 
 EVAL_SEED_OFFSET = 1_000_003  # eval episodes use their own seed stream, the same at every evaluation
-
-
-try:  # raised by env=carla after it reconnected and rebuilt the episode
-    from av_td3.envs.carla.errors import CarlaEpisodeLost as EpisodeLost
-except ImportError:  # pragma: no cover
-    class EpisodeLost(Exception):
-        pass
 
 
 class NonFiniteError(RuntimeError):
@@ -65,9 +59,12 @@ class Trainer:
         self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.env = with_repeat(make_env(cfg, "train", job_num), cfg.trainer.action_repeat)
-        self.eval_env = with_repeat(make_env(cfg, "eval", job_num, render=cfg.trainer.eval_video),
-                                    cfg.trainer.action_repeat)
+        self.env = make_run_env(cfg, "train", job_num)
+        try:
+            self.eval_env = make_run_env(cfg, "eval", job_num, render=cfg.trainer.eval_video)
+        except BaseException:
+            self.env.close()  # a started worker (or CARLA connection) is not left behind
+            raise
         self.env.action_space.seed(cfg.seed)
         horizon = math.ceil(cfg.env.max_episode_steps / cfg.trainer.action_repeat)  # agent steps
         self.explorer = Explorer(cfg.exploration, self.env.action_space, cfg.seed, horizon)
@@ -101,6 +98,8 @@ class Trainer:
         self._session_start = start
         log.info("start: step %d of %d on %s, %d torch threads; run dir %s", self.step, t.total_steps,
                  self.device, torch.get_num_threads(), self.run_dir)
+        if self.cfg.env.worker:
+            log.info("env workers (env.worker=true): train pid %s, eval pid %s", self.env.pid, self.eval_env.pid)
         checkpoint_due = False
         logged_at = getattr(self.agent, "num_updates", 0)  # the update count at the last log
         bar = self._progress_bar()
@@ -117,9 +116,7 @@ class Trainer:
                 try:
                     next_obs, reward, terminated, truncated, info = self.env.step(action)
                 except EpisodeLost as e:  # the simulator failed and was rebuilt: drop the transition
-                    self.reconnects += 1
-                    log.warning("episode lost at step %d (%s); reconnect %d, new episode",
-                                self.step, e, self.reconnects)
+                    self._episode_lost(e, "train")
                     self.replay.episode_open = False
                     obs, ep = self._new_episode()
                     continue
@@ -169,21 +166,47 @@ class Trainer:
             self._write_results("finished", final)
             (self.run_dir / DONE).touch()  # last: a run with DONE is complete
             sps = (self.step - start_step) / max(time.monotonic() - start, 1e-9)
+            if self.reconnects:
+                log.info("%d episodes were lost to simulator failures and replaced (results.json "
+                         "reconnects)", self.reconnects)
             log.info("done: %d steps (%.1f steps/s this session), final eval return %.3f",
                      self.step, sps, final["mean_reward"])
             return float(final["mean_reward"])
+        except EnvFailed as e:  # the simulator kept failing: keep what was learned, say why, stop
+            if self.replay is not None:
+                self.replay.episode_open = False  # the episode in flight is gone; a resume starts anew
+            self._checkpoint()
+            self._write_results("failed", None, error=str(e))
+            raise EnvFailed(f"{e}; stopped at step {self.step} with a checkpoint in "
+                            f"{self.run_dir / checkpoint.CHECKPOINT}: relaunch the same command to resume "
+                            f"once the simulator works") from e
         finally:
             bar.close()
             redirect.__exit__(None, None, None)
-            self.env.close()
-            self.eval_env.close()
+            for env in (self.env, self.eval_env):  # each in its own try: one failing close skips none
+                try:
+                    env.close()
+                except Exception as e:  # noqa: BLE001 - closing is best effort; the run's outcome stands
+                    log.warning("closing an env failed: %s: %s", type(e).__name__, e)
             if hasattr(self, "logger"):
                 self.logger.close()
 
     def _new_episode(self) -> tuple[dict, "EpisodeTally"]:
-        obs, _ = self.env.reset(seed=self._episode_seed())
+        while True:  # a reset the simulator loses is retried (the env raises EnvFailed if it keeps failing)
+            try:
+                obs, _ = self.env.reset(seed=self._episode_seed())
+                break
+            except EpisodeLost as e:
+                self._episode_lost(e, "train")
         self.explorer.reset()
         return obs, EpisodeTally()
+
+    def _episode_lost(self, error: EpisodeLost, role: str) -> None:
+        self.reconnects += 1
+        log.warning("%s episode lost at step %d (%s); reconnect %d, the %s", role, self.step, error,
+                    self.reconnects, "episode is run again" if role == "eval" else "transition is dropped")
+        if hasattr(self, "logger"):
+            self.logger.scalars({tags.RECONNECTS: float(self.reconnects)}, self.step)
 
     def _learning_reward(self, reward: float) -> float:
         return learning_reward(reward, self.cfg.trainer.reward_scale, self.cfg.trainer.reward_clip)
@@ -252,7 +275,8 @@ class Trainer:
         t = self.cfg.trainer
         n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
         recorder = video.EpisodeFrames() if t.eval_video else None
-        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n), recorder)
+        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n), recorder,
+                           on_lost=lambda e: self._episode_lost(e, "eval"))
         if recorder is not None:
             fps = self.eval_env.metadata.get("render_fps", 20) / t.action_repeat  # one frame per agent step
             video.write(recorder, self.run_dir, self.step, fps, self.logger.tb)

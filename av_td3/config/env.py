@@ -76,7 +76,32 @@ class RewardConfig:
 
 
 @dataclass
-class DrivingEnvConfig:
+class EnvProcessConfig:
+    """Where an env runs (envs/worker.py) and how its failures are survived; read for every env."""
+
+    # Run the train env and the eval env each in a supervised child process. A worker that dies, hangs
+    # past step_timeout or loses its simulator is replaced (the episode in flight is lost and counted,
+    # `reconnects`), so a crashing simulator costs an episode, not the run. CARLA's default: its client
+    # aborts the whole process when a server dies (envs/worker.py). The embedded simulator and Gymnasium
+    # tasks cannot crash that way and skip the inter-process cost by default.
+    worker: bool = False
+    step_timeout: float = 60.0  # s a worker may take for one step / reset before it is replaced
+    start_timeout: float = 180.0  # s a worker may take to build its env (CARLA: connect, load the map)
+    # Failures in a row (worker replacements, or CARLA's in-process reconnects) before the run stops with
+    # a checkpoint and a clear error.
+    max_reconnects: int = 5
+    # s before the first retry after a failure; doubled per consecutive retry (max 60 s).
+    reconnect_delay: float = 2.0
+
+    def check_process(self) -> None:
+        check(self.step_timeout > 0, "env.step_timeout", f"must be positive, got {self.step_timeout}")
+        check(self.start_timeout > 0, "env.start_timeout", f"must be positive, got {self.start_timeout}")
+        check(self.max_reconnects >= 0, "env.max_reconnects", "must be >= 0")
+        check(self.reconnect_delay >= 0, "env.reconnect_delay", "must be >= 0")
+
+
+@dataclass
+class DrivingEnvConfig(EnvProcessConfig):
     """What every driving env (embedded or CARLA) reads: the observation, episode and reward contract."""
 
     image_height: int = 84
@@ -99,6 +124,7 @@ class DrivingEnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def check(self, key: str = "env") -> None:
+        self.check_process()
         for name in ("image_height", "image_width", "frame_stack", "max_episode_steps"):
             value = getattr(self, name)
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
@@ -138,6 +164,12 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # of straight. Evaluation always starts at rest at the start. 0 = the reference (every episode does).
     random_start: float = 0.0  # probability per training episode
     random_start_speed: float = 0.0  # m/s
+    # Level of detail for NPCs (envs/traffic.py), as CARLA's hybrid physics: NPCs farther than this many
+    # metres from the ego follow their lane kinematically with IDM's longitudinal law (no lane changes,
+    # steering or collision tests); within it they are full IDM/MOBIL vehicles. It covers the camera's
+    # view (~35 m to its corners), obstacle_range and the NPCs that can reach the ego within a few
+    # seconds. inf = every NPC fully simulated (bit-identical to highway-env's Road).
+    npc_lod_radius: float = 60.0  # m
     # The image: a top-down view turned with the ego (heading up), (view_ahead + view_behind) / image_height
     # metres per pixel, rendered render_scale x render_scale samples per pixel and area-averaged.
     view_ahead: float = 30.0  # m
@@ -154,6 +186,7 @@ class HighwayEnvConfig(DrivingEnvConfig):
         check(0 <= self.random_start <= 1, "env.random_start", f"must be in [0, 1], got {self.random_start}")
         check(self.random_start_speed >= 0, "env.random_start_speed",
               f"must be >= 0, got {self.random_start_speed}")
+        check(self.npc_lod_radius > 0, "env.npc_lod_radius", f"must be > 0 (inf: no level of detail), got {self.npc_lod_radius}")
         check(self.actuator_time_constant >= 0, "env.actuator_time_constant",
               f"must be >= 0, got {self.actuator_time_constant}")
         for name in ("wheelbase", "max_acceleration", "max_deceleration", "view_ahead"):
@@ -177,9 +210,7 @@ class CarlaEnvConfig(DrivingEnvConfig):
     port_stride: int = 10
     map: str = "Town01"
     fixed_delta_seconds: float = 0.05
-    max_reconnects: int = 5
-    # s before the first reconnect attempt after a lost server; doubled per consecutive retry (max 60 s).
-    reconnect_delay: float = 2.0
+    worker: bool = True  # EnvProcessConfig: the client's aborts kill only the worker
     # The route CSV (x, y, target_speed in CARLA world metres); "" = the packaged Town01 reference route.
     route_file: str = ""
     ego_blueprint: str = "vehicle.tesla.model3"
@@ -200,13 +231,11 @@ class CarlaEnvConfig(DrivingEnvConfig):
               f"must be 0 (every job on one server) or >= 3, got {self.port_stride}")
         check(self.timeout > 0, "env.timeout", f"must be positive, got {self.timeout}")
         check(self.fixed_delta_seconds > 0, "env.fixed_delta_seconds", "must be positive")
-        check(self.max_reconnects >= 0, "env.max_reconnects", "must be >= 0")
-        check(self.reconnect_delay >= 0, "env.reconnect_delay", "must be >= 0")
         check(0 < self.camera_fov < 180, "env.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
 
 
 @dataclass
-class GymEnvConfig:
+class GymEnvConfig(EnvProcessConfig):
     """Any Gymnasium env with a Box action space (vector observations use an MLP agent)."""
 
     _target_: str = "av_td3.envs.gym.make_gym_env"
@@ -215,5 +244,6 @@ class GymEnvConfig:
     frame_stack: int = 4  # grayscale frames per observation for pixel (uint8 image) observations
 
     def __post_init__(self) -> None:
+        self.check_process()
         check(self.max_episode_steps >= 1, "env.max_episode_steps", "must be >= 1")
         check(self.frame_stack >= 1, "env.frame_stack", f"must be >= 1, got {self.frame_stack}")

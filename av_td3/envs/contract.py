@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from gymnasium import spaces
@@ -178,4 +178,8 @@ class StepQuantities:
     distance_travelled: float  # m driven this step (speed * dt)
 
     def as_info(self) -> dict[str, float | bool]:
-        return asdict(self)
+        # asdict's recursive deep copy costs ~0.1 ms a step; every field is a plain float or bool.
+        return {name: getattr(self, name) for name in _STEP_FIELDS}
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepQuantities))

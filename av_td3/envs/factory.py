@@ -1,12 +1,17 @@
 """Build the env a run config names. Driving envs get the scenario's NPC count; CARLA also the Hydra
-job number (its ports are derived from it so parallel jobs on one machine never clash)."""
+job number (its ports are derived from it so parallel jobs on one machine never clash). ``make_run_env``
+is what the trainer calls: with the action repeat, and in a worker process when ``env.worker``."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import gymnasium as gym
 from hydra.utils import get_object
 
 from av_td3.config import CarlaEnvConfig, Config, GymEnvConfig, HighwayEnvConfig
+from av_td3.envs.action_repeat import with_repeat
+from av_td3.envs.worker import SupervisedEnv
 
 
 def make_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
@@ -19,3 +24,19 @@ def make_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> 
     if render and isinstance(cfg.env, HighwayEnvConfig):
         kwargs["render_mode"] = "rgb_array"
     return factory(cfg.env, npc_vehicles=cfg.scenario.npc_vehicles, role=role, **kwargs)
+
+
+def build_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
+    """The env a run steps, in this process: ``make_env`` with the trainer's action repeat."""
+    return with_repeat(make_env(cfg, role, job_num, render), cfg.trainer.action_repeat)
+
+
+def make_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
+    """``build_run_env``, in a supervised worker process when ``env.worker`` (envs/worker.py); the
+    action repeat runs inside the worker, so an agent step is one message each way."""
+    if not cfg.env.worker:
+        return build_run_env(cfg, role, job_num, render)
+    e = cfg.env
+    return SupervisedEnv(partial(build_run_env, cfg, role, job_num, render), name=role,
+                         step_timeout=e.step_timeout, start_timeout=e.start_timeout,
+                         max_reconnects=e.max_reconnects, reconnect_delay=e.reconnect_delay)

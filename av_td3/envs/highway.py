@@ -51,6 +51,7 @@ from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, Fr
                                   split_action)
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
+from av_td3.envs.traffic import TrafficNetwork, TrafficRoad  # noqa: E402
 
 RIGHT_LANE = 1  # the ego's lane (highway-env numbers a road's lanes from the left)
 ARC_STEP = 0.5  # m between the route points sampled on the turn (the Route densifies to 0.5 m too)
@@ -58,12 +59,12 @@ RANDOM_START_MARGIN = 20.0  # m of route a random start leaves before the goal (
 SPAWN_ATTEMPTS = 50  # random draws per NPC before a crowded road gets fewer NPCs
 
 
-def build_road(cfg: HighwayEnvConfig) -> tuple[RoadNetwork, Route]:
+def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = TrafficNetwork) -> tuple[RoadNetwork, Route]:
     """The two-lane road (sections start -> turn -> exit -> goal) and the ego lane's centre line."""
     w, length, r, exit_length = cfg.reward.lane_width, cfg.straight_length, cfg.turn_radius, cfg.exit_length
     c, s, n = LineType.CONTINUOUS, LineType.STRIPED, LineType.NONE
     lines = ([c, s], [n, c])  # left lane: edge + dashed divider; right lane: its edge (divider drawn once)
-    net = RoadNetwork()
+    net = network_class()
     for lane in range(2):
         off = (RIGHT_LANE - lane) * w  # how far left of the route this lane's centre lies
         # Heading west the left is +y; round the right turn the left lane is the outer one; north, -x.
@@ -122,6 +123,9 @@ class TopDownCamera:
         self.size = size = int(math.ceil(2 * radius))
         self.view = WorldSurface((size, size), 0, pygame.Surface((size, size), 0, 32))
         self.view.scaling = self.scaling
+        # Vehicles whose centre is farther than this from the window's centre draw nothing in it (the
+        # window's half-diagonal plus 10 m, more than any vehicle sprite's half-diagonal): not drawn.
+        self.draw_reach = size / math.sqrt(2) / self.scaling + 10.0
         self.row_stride = self.view.get_pitch() // 4  # uint32 pixels per surface row
         # Byte positions of R, G, B in a pixel (little-endian ints: a shift of 8 n is byte n).
         self.rgb_bytes = [shift // 8 if sys.byteorder == "little" else 3 - shift // 8
@@ -150,8 +154,10 @@ class TopDownCamera:
         self.view.fill(WorldSurface.BLACK)
         self.view.blit(self.road, (max(-ox, 0), max(-oy, 0)),
                        area=pygame.Rect(max(ox, 0), max(oy, 0), size, size))
+        centre = self.view.origin + size / 2 / self.scaling
         for v in vehicles:
-            VehicleGraphics.display(v, self.view, offscreen=True)
+            if abs(v.position[0] - centre[0]) <= self.draw_reach and abs(v.position[1] - centre[1]) <= self.draw_reach:
+                VehicleGraphics.display(v, self.view, offscreen=True)
         # World = ego + fwd (cos h, sin h) + right (-sin h, cos h), in the window's pixels; the window is
         # large enough that every sample falls inside it.
         cx, cy = (ego.position - self.view.origin) * self.scaling
@@ -181,6 +187,7 @@ class TopDownCamera:
 
 class HighwayDrivingEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    network_class: type[RoadNetwork] = TrafficNetwork  # envs/traffic.py: exact broad phases
 
     def __init__(self, cfg: HighwayEnvConfig, npc_vehicles: int, role: str = "train",
                  render_mode: str | None = None):
@@ -193,7 +200,7 @@ class HighwayDrivingEnv(gym.Env):
         self.dt = 1.0 / cfg.simulation_frequency
         self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
-        self.network, self.route = build_road(cfg)
+        self.network, self.route = build_road(cfg, self.network_class)
         self.camera = TopDownCamera(cfg, self.network, self.route)
         self._stack = FrameStack(cfg.frame_stack, cfg.image_height, cfg.image_width)
         self.road: Road | None = None
@@ -205,10 +212,11 @@ class HighwayDrivingEnv(gym.Env):
         super().reset(seed=seed)
         # IDM / MOBIL draw from the road's RandomState: seeded from this env's stream, like the traffic.
         road_seed = int(self.np_random.integers(2**31 - 1))
-        self.road = Road(self.network, np_random=np.random.RandomState(road_seed))
+        self.road = self._new_road(np.random.RandomState(road_seed))
         s0, v0 = self._start()
         self.ego = EgoVehicle(self.road, self.route.point_at(s0), self.route.yaw_at(s0), self.cfg.wheelbase, v0)
         self.road.vehicles.append(self.ego)
+        self.road.centre = self.ego
         self._spawn_npcs(s0)
         proj = self.route.project(self.ego.position)
         self._s, self._speed, self._accel, self._heading = proj.s, v0, 0.0, self.ego.heading
@@ -249,6 +257,9 @@ class HighwayDrivingEnv(gym.Env):
         self.road = self.ego = None
 
     # --- internals ------------------------------------------------------------------------------------
+    def _new_road(self, np_random: np.random.RandomState) -> Road:
+        return TrafficRoad(self.network, np_random, self.cfg.npc_lod_radius)
+
     def _start(self) -> tuple[float, float]:
         """(route arc length, speed) the ego starts at: the route's start at rest, or for a training
         episode with probability env.random_start a uniform point and speed (drawn only when enabled, so
@@ -356,3 +367,14 @@ class HighwayDrivingEnv(gym.Env):
         vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints,
                               extra_features(q, self.cfg))
         return {IMAGE: self._stack.push(gray), VECTOR: vector}
+
+
+class PlainHighwayDrivingEnv(HighwayDrivingEnv):
+    """The same env on highway-env's own all-pairs RoadNetwork and Road, which ignore env.npc_lod_radius:
+    what envs/traffic.py's broad phases are tested (tests/test_traffic.py) and benchmarked
+    (benchmarks/bench_env.py) against."""
+
+    network_class = RoadNetwork
+
+    def _new_road(self, np_random: np.random.RandomState) -> Road:
+        return Road(self.network, np_random=np_random)

@@ -3,6 +3,8 @@ machines without the CARLA wheel."""
 
 from __future__ import annotations
 
+from av_td3.envs.errors import EnvFailed, EpisodeLost
+
 DOCKER_IMAGE = "carlasim/carla:0.9.16"
 
 
@@ -20,11 +22,11 @@ class CarlaNotInstalledError(CarlaError, ImportError):
     """The ``carla`` client wheel is missing (or does not exist for this platform)."""
 
 
-class CarlaConnectionError(CarlaError, ConnectionError):
+class CarlaConnectionError(CarlaError, EnvFailed, ConnectionError):
     """No CARLA server answered (at start-up), or it was lost and every reconnect attempt failed."""
 
 
-class CarlaEpisodeLost(CarlaError):
+class CarlaEpisodeLost(CarlaError, EpisodeLost):
     """The simulator failed mid-episode (a tick timed out or the server died); the env has reconnected
     and rebuilt a fresh episode. The transition in flight is gone: drop it, count it, call ``reset()``."""
 
