@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _spawn_one(carla, world):
     """A Model 3 at the first free spawn point (a busy server has some points occupied)."""
-    bp = world.get_blueprint_library().find("vehicle.tesla.model3")
+    try:
+        bp = world.get_blueprint_library().find("vehicle.tesla.model3")
+    except IndexError:  # 0.9.16's find() raises IndexError for an unknown id
+        raise RuntimeError("this server has no vehicle.tesla.model3 blueprint (not a stock CARLA 0.9.16?)") from None
     bp.set_attribute("role_name", "av_td3:carla-check")
     for point in world.get_map().get_spawn_points():
         vehicle = world.try_spawn_actor(bp, point)

@@ -38,6 +38,7 @@ from av_td3.config import Config
 from av_td3.envs.action_repeat import frames_of
 from av_td3.envs.errors import EnvFailed, EpisodeLost
 from av_td3.envs.factory import make_run_env
+from av_td3.envs.worker import Turns
 from av_td3.evaluation import evaluate
 from av_td3.exploration import Explorer
 from av_td3.logger import RunLogger, UpdateLog
@@ -59,9 +60,10 @@ class Trainer:
         self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        self.env = make_run_env(cfg, "train", job_num)
+        turns = Turns()  # the train and eval env share one simulator: one drives at a time
+        self.env = make_run_env(cfg, "train", job_num, turns=turns)
         try:
-            self.eval_env = make_run_env(cfg, "eval", job_num, render=cfg.trainer.eval_video)
+            self.eval_env = make_run_env(cfg, "eval", job_num, render=cfg.trainer.eval_video, turns=turns)
         except BaseException:
             self.env.close()  # a started worker (or CARLA connection) is not left behind
             raise

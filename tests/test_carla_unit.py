@@ -14,7 +14,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from av_td3.config import CarlaEnvConfig, ConfigError
+from av_td3.config import CarlaEnvConfig, ConfigError, HighwayEnvConfig
 from av_td3.envs.carla import share
 from av_td3.envs.carla.client import import_carla, map_basename
 from av_td3.envs.carla.errors import (CarlaConnectionError, CarlaEpisodeLost, CarlaError,
@@ -400,6 +400,8 @@ class FakeServer:
         self.settings = carla.WorldSettings()  # asynchronous, as a fresh server starts
         self.down = False
         self.fail_ticks = 0  # the next N ticks time out
+        self.applied_with_timeout = []  # the client timeout at each apply_settings
+        self.tm_error = None  # get_trafficmanager raises RuntimeError(this)
 
     def spawn(self, bp, transform, parent=None):
         for a in self.actors.values():  # spawning onto another vehicle fails, as in CARLA
@@ -529,6 +531,7 @@ class FakeWorld:
 
     def apply_settings(self, settings):
         self.server.settings = settings
+        self.server.applied_with_timeout.append(getattr(self.server, "timeout", None))
 
     def get_map(self):
         route = self.server.route
@@ -598,7 +601,7 @@ class FakeClient:
         self.server, self.world, self.tms = server, FakeWorld(server), []
 
     def set_timeout(self, seconds):
-        pass
+        self.server.timeout = seconds
 
     def get_world(self):
         return self.world
@@ -607,6 +610,8 @@ class FakeClient:
         raise AssertionError("the fake server already runs Town01")
 
     def get_trafficmanager(self, port):
+        if self.server.tm_error:
+            raise RuntimeError(self.server.tm_error)
         tm = mock.Mock(port=port)
         self.tms.append(tm)
         return tm
@@ -771,3 +776,85 @@ def test_close_after_giving_up_still_removes_the_actors_of_a_server_that_came_ba
     fake_server.down = False
     env.close()
     assert not fake_server.actors and not fake_server.settings.synchronous_mode
+
+
+def test_the_idle_env_stops_its_sensors_and_listens_again_when_it_drives(fake_server):
+    train, evaluation = fake_env(npc=2, role="train"), fake_env(npc=2, role="eval")
+    train.reset(seed=0)
+    train.step(np.array([0.0, 0.5], np.float32))
+    assert all(s.callback is not None for s in train._sensors)
+    evaluation.reset(seed=1)  # the train env is suspended
+    assert train._sensors and all(s.callback is None for s in train._sensors)
+    assert all(s.callback is not None for s in evaluation._sensors)
+    train.step(np.array([0.0, 0.5], np.float32))  # resumed: its sensors stream again, the eval env's stop
+    assert all(s.callback is not None for s in train._sensors)
+    assert all(s.callback is None for s in evaluation._sensors)
+    train.close()
+    evaluation.close()
+
+
+def test_settings_found_synchronous_are_left_asynchronous_at_close(fake_server, caplog):
+    fake_server.settings.synchronous_mode = True  # a crashed run's leftover: nobody ticks this world
+    fake_server.settings.fixed_delta_seconds = 0.05
+    env = fake_env(npc=0)
+    env.reset(seed=0)
+    env.close()
+    assert not fake_server.settings.synchronous_mode
+    assert "synchronous mode when this run connected" in caplog.text
+
+
+def test_the_long_map_load_timeout_holds_until_the_settings_are_applied(fake_server):
+    from av_td3.envs.carla.env import MAP_LOAD_TIMEOUT
+
+    env = fake_env(npc=0, timeout=5.0)
+    assert fake_server.applied_with_timeout == [MAP_LOAD_TIMEOUT]  # apply_settings ticks in 0.9.16
+    assert fake_server.timeout == 5.0  # then back to env.timeout
+    env.close()
+
+
+def test_a_busy_traffic_manager_port_names_the_settings(fake_server):
+    fake_server.tm_error = "trying to create rpc server for traffic manager; but the system failed to " \
+                           "create because of bind error."
+    with pytest.raises(CarlaError, match=r"port 8000 is in use.*env.traffic_manager_port.*env.port_stride"):
+        fake_env(npc=0)
+
+
+def test_a_tick_longer_than_carla_can_substep_is_rejected():
+    CarlaEnvConfig(fixed_delta_seconds=0.1)
+    with pytest.raises(ConfigError, match=r"env.fixed_delta_seconds.*<= 0.1 s"):
+        CarlaEnvConfig(fixed_delta_seconds=0.2)
+
+
+def test_carla_check_names_a_missing_blueprint():
+    from av_td3.carla_check import _spawn_one
+
+    def find(name):
+        raise IndexError("blueprint not found")  # 0.9.16's BlueprintLibrary.find
+
+    world = types.SimpleNamespace(get_blueprint_library=lambda: types.SimpleNamespace(find=find))
+    with pytest.raises(RuntimeError, match="no vehicle.tesla.model3 blueprint"):
+        _spawn_one(carla, world)
+
+
+def test_carla_errors_are_the_trainers_generic_ones():
+    from av_td3.envs.errors import EnvFailed, EpisodeLost
+
+    assert issubclass(CarlaEpisodeLost, EpisodeLost) and issubclass(CarlaConnectionError, EnvFailed)
+    assert CarlaEnvConfig().worker and not HighwayEnvConfig().worker  # CARLA's client lives in a worker
+
+
+def test_only_the_driving_envs_traffic_manager_is_synchronous(fake_server):
+    train, evaluation = fake_env(npc=2, role="train"), fake_env(npc=2, role="eval")
+    train.reset(seed=0)
+    evaluation.reset(seed=1)
+    assert train._tm.set_synchronous_mode.call_args.args == (False,)  # parked, its TM idle
+    assert evaluation._tm.set_synchronous_mode.call_args.args == (True,)
+    train.step(np.array([0.0, 0.5], np.float32))
+    assert train._tm.set_synchronous_mode.call_args.args == (True,)
+    assert evaluation._tm.set_synchronous_mode.call_args.args == (False,)
+    evaluation.reset(seed=2)  # a reset after a suspend makes its TM synchronous again too
+    assert evaluation._tm.set_synchronous_mode.call_args.args == (True,)
+    train.suspend()  # what the worker supervisor calls across processes (envs/worker.py Turns)
+    assert train._parked is not None and train._tm.set_synchronous_mode.call_args.args == (False,)
+    train.close()
+    evaluation.close()

@@ -18,7 +18,7 @@ import pytest
 from av_td3.config import ConfigError, HighwayEnvConfig
 from av_td3.envs.errors import EnvFailed, EpisodeLost
 from av_td3.envs.highway import HighwayDrivingEnv
-from av_td3.envs.worker import EnvWorkerError, SupervisedEnv
+from av_td3.envs.worker import EnvWorkerError, SupervisedEnv, Turns
 from av_td3.evaluation import evaluate
 
 from test_highway_env import pure_pursuit
@@ -97,6 +97,38 @@ def test_an_env_that_cannot_be_built_fails_at_start_naming_the_cause():
     with pytest.raises(EnvFailed, match="could not be built in its worker: ValueError: npc_vehicles"):
         SupervisedEnv(functools.partial(HighwayDrivingEnv, HighwayEnvConfig(), -1), name="train",
                       step_timeout=5.0, start_timeout=60.0, max_reconnects=0, reconnect_delay=0.0)
+
+
+class SuspendCounting(HighwayDrivingEnv):
+    """Counts the ``suspend`` calls the supervisor sends (as CARLA's env gets them), in its info."""
+
+    suspended = 0
+
+    def suspend(self):
+        SuspendCounting.suspended += 1
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, info | {"suspended": SuspendCounting.suspended}
+
+
+def test_envs_sharing_a_simulator_take_turns_across_workers():
+    turns = Turns()
+    cfg = HighwayEnvConfig(image_height=24, image_width=24)
+    envs = [SupervisedEnv(functools.partial(SuspendCounting, cfg, 0), name=name, step_timeout=10.0,
+                          start_timeout=60.0, max_reconnects=0, reconnect_delay=0.0, turns=turns)
+            for name in ("train", "eval")]
+    try:
+        train, evaluation = envs
+        train.reset(seed=0)
+        assert train.step(np.zeros(2, np.float32))[4]["suspended"] == 0
+        evaluation.reset(seed=1)  # the train env's worker was told to suspend first
+        assert train.step(np.zeros(2, np.float32))[4]["suspended"] == 1  # and the eval env's now
+        assert evaluation.step(np.zeros(2, np.float32))[4]["suspended"] == 1
+        assert train.step(np.zeros(2, np.float32))[4]["suspended"] == 2
+    finally:
+        for env in envs:
+            env.close()
 
 
 def test_worker_settings_are_checked():

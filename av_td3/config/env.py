@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from av_td3.config.errors import check
 
+MAX_SUBSTEP_DELTA, MAX_SUBSTEPS = 0.01, 10  # CARLA's default world settings for physics substepping
+
 
 @dataclass
 class RewardWeights:
@@ -231,6 +233,11 @@ class CarlaEnvConfig(DrivingEnvConfig):
               f"must be 0 (every job on one server) or >= 3, got {self.port_stride}")
         check(self.timeout > 0, "env.timeout", f"must be positive, got {self.timeout}")
         check(self.fixed_delta_seconds > 0, "env.fixed_delta_seconds", "must be positive")
+        # CARLA splits a tick into physics substeps of at most max_substep_delta_time (0.01 s), at most
+        # max_substeps (10) of them: a longer tick cannot be simulated as asked.
+        check(self.fixed_delta_seconds <= MAX_SUBSTEP_DELTA * MAX_SUBSTEPS, "env.fixed_delta_seconds",
+              f"must be <= {MAX_SUBSTEP_DELTA * MAX_SUBSTEPS:g} s (CARLA's max_substep_delta_time "
+              f"{MAX_SUBSTEP_DELTA:g} s x max_substeps {MAX_SUBSTEPS}), got {self.fixed_delta_seconds}")
         check(0 < self.camera_fov < 180, "env.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
 
 

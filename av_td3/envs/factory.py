@@ -11,7 +11,7 @@ from hydra.utils import get_object
 
 from av_td3.config import CarlaEnvConfig, Config, GymEnvConfig, HighwayEnvConfig
 from av_td3.envs.action_repeat import with_repeat
-from av_td3.envs.worker import SupervisedEnv
+from av_td3.envs.worker import SupervisedEnv, Turns
 
 
 def make_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
@@ -31,12 +31,14 @@ def build_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False
     return with_repeat(make_env(cfg, role, job_num, render), cfg.trainer.action_repeat)
 
 
-def make_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
+def make_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False,
+                 turns: Turns | None = None) -> gym.Env:
     """``build_run_env``, in a supervised worker process when ``env.worker`` (envs/worker.py); the
-    action repeat runs inside the worker, so an agent step is one message each way."""
+    action repeat runs inside the worker, so an agent step is one message each way. The run's envs pass
+    one ``turns``: envs on one simulator take turns driving it."""
     if not cfg.env.worker:
         return build_run_env(cfg, role, job_num, render)
     e = cfg.env
     return SupervisedEnv(partial(build_run_env, cfg, role, job_num, render), name=role,
                          step_timeout=e.step_timeout, start_timeout=e.start_timeout,
-                         max_reconnects=e.max_reconnects, reconnect_delay=e.reconnect_delay)
+                         max_reconnects=e.max_reconnects, reconnect_delay=e.reconnect_delay, turns=turns)

@@ -72,6 +72,9 @@ def _serve(conn, build: Callable[[], gym.Env]) -> None:
                 out = env.reset(**arg)
             elif command == "render":
                 out = env.render()
+            elif command == "suspend":  # another env on the same simulator is about to drive
+                suspend = getattr(env.unwrapped, "suspend", None)
+                out = suspend() if suspend is not None else None
             elif command == "close":
                 env.close()
                 conn.send(("ok", None))
@@ -90,12 +93,32 @@ def _serve(conn, build: Callable[[], gym.Env]) -> None:
         conn.send(("ok", out))
 
 
+class Turns:
+    """The envs of a run that share one simulator (the train and eval env on one CARLA server) take
+    turns: before one of them is stepped or reset, the one that drove last is told to ``suspend``
+    (CARLA: park its ego, remove its NPCs, stop its sensors, set its Traffic Manager asynchronous), so
+    only one env ticks the world and only one Traffic Manager is synchronous. Envs in one process do
+    this themselves (envs/carla/share.py); across worker processes the supervisor does it."""
+
+    def __init__(self) -> None:
+        self.active: SupervisedEnv | None = None
+
+    def take(self, env: "SupervisedEnv") -> None:
+        previous, self.active = self.active, env
+        if previous is not None and previous is not env and previous._process is not None:
+            try:
+                previous._call("suspend", None)
+            except EpisodeLost as e:  # it will be rebuilt anyway; its next call starts a new episode
+                log.warning("%s env: suspending it failed: %s", previous.name, e)
+
+
 class SupervisedEnv(gym.Env):
     """``build()`` (picklable, e.g. a functools.partial) makes the env inside a worker process."""
 
     def __init__(self, build: Callable[[], gym.Env], *, name: str, step_timeout: float,
-                 start_timeout: float, max_reconnects: int, reconnect_delay: float):
-        self.build, self.name = build, name
+                 start_timeout: float, max_reconnects: int, reconnect_delay: float,
+                 turns: Turns | None = None):
+        self.build, self.name, self.turns = build, name, turns
         self.step_timeout, self.start_timeout = step_timeout, start_timeout
         self.max_reconnects, self.reconnect_delay = max_reconnects, reconnect_delay
         self.replacements = 0  # workers replaced after a failure, over this object's life
@@ -112,9 +135,13 @@ class SupervisedEnv(gym.Env):
 
     # --- gymnasium API --------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.turns is not None:
+            self.turns.take(self)
         return self._call("reset", {"seed": seed, "options": options})
 
     def step(self, action):
+        if self.turns is not None:
+            self.turns.take(self)
         return self._call("step", action)
 
     def render(self):

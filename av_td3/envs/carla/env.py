@@ -85,8 +85,10 @@ class CarlaDrivingEnv(gym.Env):
         self._client = self._world = self._map = self._tm = self._share = None
         self._ego = None
         self._sensors: list = []
+        self._callbacks: list = []  # each sensor's listen() callback, to listen again after a suspend
         self._npc_ids: list[int] = []
         self._parked = None  # (transform, velocity, angular velocity) while suspended
+        self._tm_idle = False  # its Traffic Manager set asynchronous by _suspend
         self._control = None  # last VehicleControl applied (restored on resume)
         self._camera = FrameMatcher("camera")
         self._collisions, self._lane_invasions, self._obstacles = EventLog(), EventLog(), EventLog()
@@ -149,6 +151,12 @@ class CarlaDrivingEnv(gym.Env):
     def render(self):
         return self._last_rgb if self.render_mode == "rgb_array" else None
 
+    def suspend(self) -> None:
+        """Another env on this server is about to drive (called across processes by envs/worker.py's
+        Turns; envs of one process do it through share.activate): see ``_suspend``."""
+        if self._world is not None:
+            self._suspend()
+
     def close(self) -> None:
         self._close(reconnect=True)
 
@@ -196,17 +204,28 @@ class CarlaDrivingEnv(gym.Env):
                 log.info("loading %s on %s:%d", cfg.map, self.ports.host, self.ports.port)
                 world = self._client.load_world(cfg.map)  # also resets the settings to asynchronous
                 carla_map = world.get_map()
+            self._world, self._map = world, carla_map
+            # TM first, then the world: a synchronous world with an asynchronous TM freezes the traffic.
+            try:
+                self._tm = self._client.get_trafficmanager(self.ports.tm_port)
+            except RuntimeError as e:
+                if "bind" not in str(e).lower():
+                    raise
+                raise CarlaError(
+                    f"the Traffic Manager port {self.ports.tm_port} is in use by another process ({e}); set "
+                    f"env.traffic_manager_port (the base port) or env.port_stride (the spacing per job) so "
+                    f"that parallel jobs' ports do not meet") from None
+            self._tm.set_synchronous_mode(True)
+            self._tm_idle = False
+            settings = world.get_settings()
+            if not settings.synchronous_mode or settings.fixed_delta_seconds != cfg.fixed_delta_seconds:
+                settings.synchronous_mode = True
+                settings.fixed_delta_seconds = cfg.fixed_delta_seconds
+                # 0.9.16's apply_settings ticks internally: after a map load that first tick can take
+                # as long as the load, so the long timeout holds until it has returned.
+                world.apply_settings(settings)
         finally:
             self._client.set_timeout(cfg.timeout)
-        self._world, self._map = world, carla_map
-        # TM first, then the world: a synchronous world with an asynchronous TM freezes the traffic.
-        self._tm = self._client.get_trafficmanager(self.ports.tm_port)
-        self._tm.set_synchronous_mode(True)
-        settings = world.get_settings()
-        if not settings.synchronous_mode or settings.fixed_delta_seconds != cfg.fixed_delta_seconds:
-            settings.synchronous_mode = True
-            settings.fixed_delta_seconds = cfg.fixed_delta_seconds
-            world.apply_settings(settings)
         library = world.get_blueprint_library()
         try:
             self._ego_bp = library.find(cfg.ego_blueprint)
@@ -284,8 +303,15 @@ class CarlaDrivingEnv(gym.Env):
             except Exception as e:
                 log.debug("traffic manager: %s", e)
         if last and self._world is not None:
+            settings = self._share.original_settings
+            if settings.synchronous_mode:
+                # Found synchronous: most likely left so by a crashed run. Restored as found, nobody would
+                # tick the world and the server would freeze; asynchronous is what a fresh server runs.
+                log.warning("CARLA %s env: the world was in synchronous mode when this run connected; "
+                            "leaving it asynchronous", self.role)
+                settings.synchronous_mode = False
             try:  # no env of this process uses the world any more: give it back as found
-                self._world.apply_settings(self._share.original_settings)
+                self._world.apply_settings(settings)
             except Exception as e:
                 log.warning("CARLA %s env: could not restore the world settings: %s", self.role, e)
         if self._tm is not None:
@@ -408,9 +434,11 @@ class CarlaDrivingEnv(gym.Env):
             "sensor.other.obstacle": lambda ev: obstacles.put(ev.frame, (ev.distance, ev.other_actor))}
         for queue in (camera, collisions, lanes, obstacles):
             queue.clear()
+        self._callbacks = []
         for name, bp in bps.items():
             sensor = self._world.spawn_actor(bp, carla.Transform(mounts[name]), attach_to=ego)
             self._sensors.append(sensor)  # tracked before listen(): a failure below still destroys it
+            self._callbacks.append(callbacks[name])
             sensor.listen(callbacks[name])
 
     def _stop_sensors(self) -> None:
@@ -447,6 +475,9 @@ class CarlaDrivingEnv(gym.Env):
         other = shared.activate(self._share, self)
         if other is not None:
             other._suspend()
+        if self._tm_idle:  # suspended earlier: its Traffic Manager drives again
+            self._tm.set_synchronous_mode(True)
+            self._tm_idle = False
         if resume and self._parked is not None:
             self._resume()
 
@@ -464,6 +495,11 @@ class CarlaDrivingEnv(gym.Env):
             self._ego.set_simulate_physics(False)
             self._ego.set_transform(carla.Transform(
                 carla.Location(x=t.location.x, y=t.location.y, z=t.location.z + PARK_HEIGHT), t.rotation))
+            self._stop_sensors()  # a parked ego's camera and sensors would stream every tick for nothing
+            # Only one Traffic Manager of a server may be synchronous (CARLA's docs); the idle env's
+            # would also run its full cycle of RPCs every tick. It is synchronous again in _activate.
+            self._tm.set_synchronous_mode(False)
+            self._tm_idle = True
         except Exception as e:
             if not _is_sim_failure(e):
                 raise
@@ -478,6 +514,8 @@ class CarlaDrivingEnv(gym.Env):
         self._ego.set_target_velocity(velocity)
         self._ego.set_target_angular_velocity(angular)
         self._ego.apply_control(self._control or carla.VehicleControl())
+        for sensor, callback in zip(self._sensors, self._callbacks):
+            sensor.listen(callback)
         here = np.array([transform.location.x, transform.location.y])
         self._npc_ids = spawn_npcs(carla, self._client, self._npc_bps, self._spawn_points, here,
                                    self.npc_vehicles, cfg.npc_min_distance, self.ports.tm_port,
