@@ -31,11 +31,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from av_td3.analysis import compare as cmp
 from av_td3.analysis import stats
 from av_td3.analysis import validate as val
 from av_td3 import available_cores
-from av_td3.analysis.runs import DONE, STATUSES, discover_runs, find_run_paths
+from av_td3 import tags
+from av_td3.analysis.runs import DONE, STATUSES, discover_runs, find_run_paths, read_scalars
 from av_td3.helptext import plain
 
 # The group each experiment's other groups are measured against (compare's --baseline). Experiments
@@ -100,7 +103,7 @@ def validate_all(sweep_dir: Path) -> list[val.RunReport]:
 
 
 def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
-    """Mean [95% CI] per group for the secondary evaluation metrics, as markdown."""
+    """Mean [95% CI] and IQM [95% CI] per group for the secondary evaluation metrics, as markdown."""
     groups = sorted({r.group for r in rows})
     finished = [r for r in rows if r.status == "finished"]
     metrics = [m for m in SECONDARY if any(m in r.values for r in finished)]
@@ -114,7 +117,51 @@ def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
         cells = []
         for m in metrics:
             s = summaries[m].get(g)
-            cells.append("-" if s is None else f"{s.mean:.3g} [{s.mean_ci[0]:.3g}, {s.mean_ci[1]:.3g}]")
+            cells.append("-" if s is None else f"{s.mean:.3g} [{s.mean_ci[0]:.3g}, {s.mean_ci[1]:.3g}]; IQM "
+                                               f"{s.iqm:.3g} [{s.iqm_ci[0]:.3g}, {s.iqm_ci[1]:.3g}]")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# (column, network, fraction of the run's logged updates where the window starts, where it ends)
+UPDATE_WINDOWS = [("first quarter", 0.0, 0.25), ("second half", 0.5, 1.0)]
+
+
+def update_ratio_table(rows: list[cmp.RunRow], reps: int, baseline: str | None) -> str:
+    """Per group and network: each run's median ||step|| / ||weights|| (debug/<net>_update_ratio) over the
+    first quarter and the second half of its logged updates, summarised over runs as IQM [95% CI] and n;
+    with a baseline, each group's IQM as a multiple of the baseline's. Empty when no run logged it."""
+    scored = [r for r in rows if r.scored]
+    per_run: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in scored:
+        found = read_scalars(r.run, [tags.update_ratio(net) for net in tags.NETWORKS])
+        for net in tags.NETWORKS:
+            series = found.get(tags.update_ratio(net))
+            if series is None or not len(series.values):
+                continue
+            for window, lo, hi in UPDATE_WINDOWS:
+                n = len(series.values)
+                part = series.values[int(lo * n):max(int(hi * n), int(lo * n) + 1)]
+                per_run.setdefault((net, window), {}).setdefault(r.group, []).append(float(np.median(part)))
+    if not per_run:
+        return ""
+    groups = sorted({g for by_group in per_run.values() for g in by_group})
+    columns = [(net, w) for net in tags.NETWORKS for w, _, _ in UPDATE_WINDOWS if (net, w) in per_run]
+    summaries = {c: stats.summarize({g: np.array(v) for g, v in per_run[c].items()}, reps=reps) for c in columns}
+    lines = ["| group | " + " | ".join(f"{net}, {w}" for net, w in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for g in groups:
+        cells = []
+        for c in columns:
+            s = summaries[c].get(g)
+            if s is None:
+                cells.append("-")
+                continue
+            cell = f"{s.iqm:.2e} [{s.iqm_ci[0]:.2e}, {s.iqm_ci[1]:.2e}] (n={s.n})"
+            base = summaries[c].get(baseline) if baseline else None
+            if base is not None and g != baseline and base.iqm > 0:
+                cell += f", {s.iqm / base.iqm:.2g}x"
+            cells.append(cell)
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -162,7 +209,7 @@ def reproduce_command(name: str, size: str, overrides: list[str], launcher: str 
 
 def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path, command: list[str],
                      result: dict, baseline: str | None, reports: list[val.RunReport], secondary: str,
-                     reps: int, reproduce: str | None = None) -> str:
+                     reps: int, reproduce: str | None = None, updates: str = "") -> str:
     rows = result["rows"]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     ns = sorted({e["n"] for e in result["table"] if "n" in e})
@@ -184,7 +231,15 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
           result["markdown"], "", "### Significant differences", "",
           *significance_lines(result["table"], baseline), ""]
     if secondary:
-        md += ["## Other final metrics (mean [95% CI])", "", secondary, ""]
+        md += ["## Other final metrics (mean [95% CI]; IQM [95% CI])", "", secondary, ""]
+    if updates:
+        md += ["## Update size", "",
+               "Each run's median `||step|| / ||weights||` of one optimizer step (`debug/<net>_update_ratio`, "
+               "logged every trainer.log_every_updates updates) over the first quarter and over the second "
+               "half of its logged updates; per group the IQM over runs with its 95% stratified-bootstrap CI"
+               + (f", and its IQM as a multiple of the baseline's (`{baseline}`)" if baseline else "")
+               + ". A healthy step is near 1e-3; `av-td3 validate` flags a network whose second-half median "
+               "is below --frozen-below as frozen.", "", updates, ""]
     best = sweep_dir / "optimization_results.yaml"  # what Hydra's Optuna sweeper found
     if best.is_file():
         md += ["## Optuna search result", "", "```yaml", best.read_text().strip(), "```", ""]
@@ -226,10 +281,11 @@ def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Pat
     (out / "validate.txt").write_text("\n\n".join(val.format_report(r) for r in reports) + "\n")
     result = cmp.compare([sweep_dir], out, METRIC, baseline, reps=reps)
     secondary = secondary_table(result["rows"], reps)
-    (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n")
+    updates = update_ratio_table(result["rows"], reps, result.get("baseline"))
+    (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n\n" + updates + "\n")
     summary = out / "summary.md"
     summary.write_text(summary_markdown(name, size, overrides, sweep_dir, command, result,
-                                        result.get("baseline"), reports, secondary, reps, reproduce))
+                                        result.get("baseline"), reports, secondary, reps, reproduce, updates))
     print(summary.read_text())
     ok = not result["problems"] and not any(r.verdict in ("FAIL", "ERROR") for r in reports)
     return (0 if ok else 1), summary
