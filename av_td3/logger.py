@@ -25,7 +25,9 @@ class RunLogger:
         # purge_step: on resume, TensorBoard (and our event reader) drop the earlier files' events at
         # steps >= purge_step (those after the checkpoint), so curves continue without duplicated
         # steps. CSV rows likewise.
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+        # In the run directory itself, so TensorBoard names the run by its job ("clip_arm=none,seed=0"),
+        # not ".../tb". Runs from before keep their events in RUN/tb/; the readers take both.
+        self.tb = SummaryWriter(str(run_dir), purge_step=purge_step)
         if purge_step is None:  # a resumed run's first session declared the layout already
             self.tb.add_custom_scalars(tags.custom_scalars_layout())
         if purge_step is not None:

@@ -51,6 +51,11 @@ def test_clipping_options_carry_the_reference_limits(compose):
     assert validate(compose(["clipping=actor_only"])).clipping.critic.mode == "none"
     assert validate(compose(["clipping=critic_only"])).clipping.actor.mode == "none"
     assert validate(compose([])).clipping.actor.mode == "none"  # standard TD3 by default
+    # At smoke scale the limits are scaled to the smoke networks' gradients, so that they bite.
+    smoke = validate(compose(["size=smoke", "clipping=reference"])).clipping
+    assert (smoke.actor.max_norm, smoke.critic.max_norm) == (0.025, 0.25)
+    assert validate(compose(["size=smoke", "clipping=critic_only"])).clipping.actor.mode == "none"
+    assert validate(compose(["size=smoke", "clipping=none"])).clipping.critic.mode == "none"
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -97,7 +102,7 @@ def test_entrypoint_rejects_unknown_key_before_any_work(tmp_path):
                         f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "bogus" in r.stderr
-    assert not (tmp_path / "run" / "tb").exists()
+    assert not list((tmp_path / "run").glob("events.out.tfevents.*")) and not (tmp_path / "run" / "tb").exists()
 
 
 def test_entrypoint_rejects_impossible_value_without_traceback(tmp_path):

@@ -197,7 +197,7 @@ def test_run_logger_declares_one_custom_scalars_chart_set_per_network(tmp_path):
 
     logger = RunLogger(tmp_path)
     logger.close()
-    (path,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    (path,) = tmp_path.glob("events.out.tfevents.*")
     layouts = [v for e in EventFileLoader(str(path)).Load() for v in e.summary.value
                if v.metadata.plugin_data.plugin_name == "custom_scalars"]
     assert len(layouts) == 1

@@ -28,7 +28,7 @@ def test_train_help_lists_every_option_of_the_user_groups_and_no_internal_group(
     experiments = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
     section = train_help.split("Experiments")[1].split("Common settings")[0]
     assert all(re.search(rf"\b{e}\b", section) for e in experiments)
-    for internal in ("schema/", "size/agent", "size/env", "config_schema", "$APP_CONFIG_GROUPS"):
+    for internal in ("schema/", "size/agent", "size/env", "size/clipping", "config_schema", "$APP_CONFIG_GROUPS"):
         assert internal not in train_help
     assert train_help.startswith("av-td3-train: train one TD3 driving agent")
 

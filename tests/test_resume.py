@@ -30,7 +30,7 @@ def raw_tag_steps(run: Path) -> Counter:
     in write order, and a SessionLog.START at step s (a resume's purge_step) drops earlier events at
     steps >= s."""
     kept: list[tuple[str, int]] = []
-    for path in sorted((run / "tb").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+    for path in sorted(run.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
         for event in EventFileLoader(str(path)).Load():
             if event.HasField("session_log") and event.session_log.status == SessionLog.START:
                 kept = [(t, s) for t, s in kept if s < event.step]
@@ -85,7 +85,7 @@ def test_sigkill_then_relaunch_matches_an_uninterrupted_run(tmp_path, whole):
     r = subprocess.run(TRAIN + [f"hydra.run.dir={killed}"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr + r.stdout
-    assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2  # one per session
+    assert len(list(killed.glob("events.out.tfevents.*"))) == 2  # one per session
 
     b = json.loads((killed / "results.json").read_text())
     # Wall time adds up over sessions: the first session's, up to its checkpoint, counts too.

@@ -89,7 +89,7 @@ def test_report_folder(sweep):
 def raw_events(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar of a (single-session) run, read with TensorBoard's own loader."""
     series = defaultdict(list)
-    for path in sorted((run / "tb").glob("events.out.tfevents.*")):
+    for path in sorted(run.glob("events.out.tfevents.*")):
         for event in EventFileLoader(str(path)).Load():
             for v in event.summary.value:
                 if v.HasField("simple_value"):

@@ -322,3 +322,17 @@ def test_older_reference_tag_names_are_read_as_part_norms(tmp_path, capsys):
     checks = checks_of(out)
     assert checks["parts/actor"]["status"] == "fail"  # the part norms were read, under their old names
     assert checks["parts/actor"]["figures"]["factor"] == pytest.approx(2.0, rel=1e-3)
+
+
+def test_a_run_resumed_across_the_event_layouts_is_read_whole(tmp_path):
+    """Older runs keep their events in RUN/tb/, newer ones in RUN itself (TensorBoard then names the run
+    by its directory); a run resumed across the change has both, and both are read."""
+    from av_td3.analysis.runs import load_run, read_scalars
+
+    run = write_run(tmp_path / "run")
+    with SummaryWriter(str(run)) as w:
+        w.add_scalar(tags.EVAL_MEAN_REWARD, 123.0, 5000)
+    loaded = load_run(run)
+    assert len(loaded.event_files) == 2
+    series = read_scalars(loaded, [tags.EVAL_MEAN_REWARD])[tags.EVAL_MEAN_REWARD]
+    assert series.steps[-1] == 5000 and series.values[-1] == 123.0 and len(series.steps) > 1

@@ -30,9 +30,17 @@ def test_eval_video_is_written_per_phase_and_decodes(compose, tmp_path):
                 im.seek(i)
                 total += im.info["duration"]
             assert total == (int(steps) // cfg.trainer.action_repeat + 1) * 50
-    summaries = [v for path in (tmp_path / "tb").glob("events.out.tfevents.*")
+    summaries = [v for path in tmp_path.glob("events.out.tfevents.*")
                  for e in LegacyEventFileLoader(str(path)).Load() for v in e.summary.value if v.tag == video.TAG]
     assert len(summaries) == 2 and summaries[0].image.encoded_image_string[:6] == b"GIF89a"
+    # The report embeds each group's final-evaluation video (its first finished run's last GIF).
+    from av_td3.analysis.compare import RunRow
+    from av_td3.analysis.report import final_videos
+    from av_td3.analysis.runs import load_run
+
+    (caption, copy), = final_videos([RunRow(load_run(tmp_path), "clip_arm=none", 0, "finished")], tmp_path / "rep")
+    assert copy == tmp_path / "rep" / video.VIDEOS / "clip_arm=none.gif"
+    assert copy.read_bytes() == gifs[-1].read_bytes() and "seed 0, 120 frames" in caption
 
 
 def test_long_episodes_are_subsampled_to_real_time():

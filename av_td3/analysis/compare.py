@@ -199,15 +199,37 @@ def _value(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
 
+INTEGER_COLUMNS = {"seed", "steps"}
+
+
 def write_runs_csv(rows: list[RunRow], path: Path) -> None:
     import pandas as pd
 
-    records = [{"run": str(r.run.path), "group": r.group, "overrides": " ".join(r.run.overrides),
+    base = _common_parent([r.run.path for r in rows])
+    records = [{"run": _relative(r.run.path, base), "group": r.group, "overrides": " ".join(r.run.overrides),
                 "seed": r.seed, "status": r.status, "score_source": r.source,
                 # a finished run may keep the error.txt of an earlier, failed attempt: not a problem now
                 "problem": r.problem or (r.run.error_line if r.status != "finished" else None), **r.values}
                for r in rows]
-    pd.DataFrame.from_records(records).to_csv(path, index=False)
+    frame = pd.DataFrame.from_records(records)
+    for column in INTEGER_COLUMNS & set(frame.columns):  # counts as integers (600, not 600.0), blank if missing
+        frame[column] = frame[column].astype("Int64")
+    frame.to_csv(path, index=False)
+
+
+def _common_parent(paths: list[Path]) -> Path | None:
+    """The deepest folder holding every run (a run id is its path from there: the job's name)."""
+    import os
+
+    if not paths:
+        return None
+    parents = [str(Path(p).resolve().parent) for p in paths]
+    return Path(os.path.commonpath(parents))
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
 
 
 def group_scores(rows: list[RunRow], metric: str) -> dict[str, np.ndarray]:
@@ -263,20 +285,30 @@ def markdown(table: list[dict], baseline: str | None) -> str:
 
 
 def latex(table: list[dict], baseline: str | None) -> str:
+    """A booktabs table: n, mean, std, IQM [95% CI] and, with a baseline, P(X > baseline) [95% CI] with
+    the baseline named in the header and its own row marked."""
     cols = "lrrrl" + ("l" if baseline else "")
-    out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-           "Group & $n$ & Mean & Std & IQM [95\\% CI]" + (" & $P(X > Y)$" if baseline else "") + " \\\\",
-           "\\midrule"]
+    head = "Group & $n$ & Mean & Std & IQM [95\\% CI]"
+    if baseline:
+        head += f" & $P(X > \\text{{{_tex(baseline)}}})$ [95\\% CI]"
+    out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule", head + " \\\\", "\\midrule"]
     for e in table:
         if "n" not in e:
             continue
         row = (f"{_tex(e['group'])} & {e['n']} & {e['mean']:.3g} & {e['std']:.3g} & "
                f"{e['iqm']:.3g} [{e['iqm_ci_low']:.3g}, {e['iqm_ci_high']:.3g}]")
         if baseline:
-            row += " & " + (f"{e['p_improvement']:.2f}" + ("$^*$" if e["significant"] else "")
-                            if "p_improvement" in e else "--")
+            if e["group"] == baseline:
+                row += " & baseline"
+            elif "p_improvement" in e:
+                row += (f" & {e['p_improvement']:.2f} [{e['p_ci_low']:.2f}, {e['p_ci_high']:.2f}]"
+                        + ("$^*$" if e["significant"] else ""))
+            else:
+                row += " & --"
         out.append(row + " \\\\")
-    return "\n".join(out + ["\\bottomrule", "\\end{tabular}", ""])
+    note = ("\\multicolumn{%d}{l}{\\footnotesize $^*$: the CI of $P$ excludes 0.5. CIs: stratified "
+            "bootstrap (rliable).} \\\\" % len(cols)) if baseline else None
+    return "\n".join(out + ["\\bottomrule", *([note] if note else []), "\\end{tabular}", ""])
 
 
 def _pct(x: float) -> str:

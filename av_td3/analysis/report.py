@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,6 +167,29 @@ def update_ratio_table(rows: list[cmp.RunRow], reps: int, baseline: str | None) 
     return "\n".join(lines)
 
 
+def final_videos(rows: list[cmp.RunRow], out: Path) -> list[tuple[str, Path]]:
+    """(group, copy in OUT/videos/) of the final evaluation's video (trainer.eval_video) of each group's
+    first finished run (lowest seed): what the policy the table scores does."""
+    import shutil
+
+    from av_td3.video import VIDEOS
+
+    found = []
+    for g in sorted({r.group for r in rows}):
+        members = sorted((r for r in rows if r.group == g and r.status == "finished"),
+                         key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0))
+        for r in members:
+            gifs = sorted((Path(r.run.path) / VIDEOS).glob("eval_*.gif"))
+            if gifs:
+                target = out / VIDEOS / (re.sub(r"[^A-Za-z0-9._=-]+", "_", g) + ".gif")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(gifs[-1], target)
+                found.append((f"{g} (seed {r.seed}, {gifs[-1].stem.removeprefix('eval_').lstrip('0') or '0'} "
+                              f"frames)", target))
+                break
+    return found
+
+
 def significance_lines(table: list[dict], baseline: str | None) -> list[str]:
     if not baseline:
         return ["No baseline group, so no significance tests (pass --baseline GROUP to add them)."]
@@ -209,7 +233,7 @@ def reproduce_command(name: str, size: str, overrides: list[str], launcher: str 
 
 def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path, command: list[str],
                      result: dict, baseline: str | None, reports: list[val.RunReport], secondary: str,
-                     reps: int, reproduce: str | None = None, updates: str = "") -> str:
+                     reps: int, reproduce: str | None = None, updates: str = "", out: Path | None = None) -> str:
     rows = result["rows"]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     ns = sorted({e["n"] for e in result["table"] if "n" in e})
@@ -254,6 +278,13 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
     for name, caption in captions:
         if name in figure_names:
             md += [f"{caption}:", "", f"![{caption}]({name})", ""]
+    videos = final_videos(rows, out) if out is not None else []
+    if videos:
+        md += ["## The final policies", "",
+               "Each group's first finished run, its final evaluation's first episode (trainer.eval_video): "
+               "the camera image the policy sees, beside the embedded simulator's render.", ""]
+        for caption, path in videos:
+            md += [f"{caption}:", "", f"![{caption}]({path.relative_to(out)})", ""]
     md += ["## Validation (`av-td3 validate`)", "",
            ", ".join(f"{v} {k}" for k, v in verdicts.items() if v) + " (details in `validate.txt`)", ""]
     problems = [r for r in reports if r.verdict in ("FAIL", "ERROR")]
@@ -285,7 +316,7 @@ def report(name: str, size: str, overrides: list[str], sweep_dir: Path, out: Pat
     (out / "metrics.md").write_text(result["markdown"] + "\n\n" + secondary + "\n\n" + updates + "\n")
     summary = out / "summary.md"
     summary.write_text(summary_markdown(name, size, overrides, sweep_dir, command, result,
-                                        result.get("baseline"), reports, secondary, reps, reproduce, updates))
+                                        result.get("baseline"), reports, secondary, reps, reproduce, updates, out))
     print(summary.read_text())
     ok = not result["problems"] and not any(r.verdict in ("FAIL", "ERROR") for r in reports)
     return (0 if ok else 1), summary

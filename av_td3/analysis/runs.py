@@ -3,7 +3,8 @@
 A run directory (what the trainer writes)::
 
     RUN/.hydra/{config,hydra,overrides}.yaml   Hydra's record of the run
-    RUN/tb/events.out.tfevents.*               one file per session (a resume adds one)
+    RUN/events.out.tfevents.*                  one file per session (a resume adds one); runs written
+                                               before the eighth session keep theirs in RUN/tb/
     RUN/results.json                           written at the end of a session: status, step, alerts, ...
     RUN/DONE                                   empty, written last by a finished run
     RUN/error.txt                              the message and traceback of a failed run
@@ -155,8 +156,8 @@ def load_run(path: Path) -> RunDir:
     path = Path(path)
     if path.is_file():
         return _load_event_file(path)
-    tb = path / TB
-    files = event_files(tb) if tb.is_dir() else event_files(path)
+    # RUN/events.* (since the eighth session) and RUN/tb/events.* (before: a resumed old run has both).
+    files = sorted(event_files(path) + event_files(path / TB), key=lambda p: p.name)  # by creation time
     run = RunDir(path=path, event_files=files)
     if (path / CONFIG).is_file():
         run.config, run.config_path = _load_yaml(path / CONFIG, resolve=True), path / CONFIG
@@ -167,8 +168,10 @@ def load_run(path: Path) -> RunDir:
 
 
 def _load_event_file(path: Path) -> RunDir:
-    # RUN/tb/events...: the config of the run it belongs to still applies (only this file is read).
-    run_dir = path.parent.parent if path.parent.name == TB else None
+    # RUN/events... or RUN/tb/events...: the config of the run it belongs to still applies (only this
+    # file is read).
+    run_dir = path.parent if (path.parent / CONFIG).is_file() else (
+        path.parent.parent if path.parent.name == TB else None)
     if run_dir is not None and (run_dir / CONFIG).is_file():
         run = load_run(run_dir)
         run.path, run.event_files = path, [path]

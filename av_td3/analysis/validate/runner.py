@@ -6,7 +6,7 @@ from pathlib import Path
 
 from av_td3 import tags
 from av_td3.analysis.events import EventFileError
-from av_td3.analysis.runs import TB, RunDir, RunDirError, load_run
+from av_td3.analysis.runs import RunDir, RunDirError, load_run
 from av_td3.analysis.validate.checks import (LEVEL, Options, RunReport, _describe_clipping, check_after_le_before,
                                              check_alerts, check_bounded, check_cadence, check_clip_ratio,
                                              check_dead, check_finished, check_finite, check_frozen,
@@ -23,7 +23,7 @@ def validate_run(run: RunDir, opts: Options) -> RunReport:
         return RunReport(str(run.path), "ERROR", error=f"{run.path}: {run.error_line}")
     try:
         if not run.event_files:
-            where = run.path / TB if (run.path / TB).is_dir() or run.has_config else run.path
+            where = run.path
             raise RunDirError(run.path, f"no event files (events.out.tfevents.*) in {where}"
                               + (f"; the run failed: {run.error_line}" if run.error_line else ""))
         cfgs = {net: run.clipping(net) for net in tags.NETWORKS}
