@@ -339,11 +339,12 @@ def test_carla_check_exits_2_with_the_message(monkeypatch, capsys):
 @pytest.fixture
 def offline_env(monkeypatch):
     """A CarlaDrivingEnv whose connection is faked: the recovery logic runs, nothing talks to CARLA."""
+    from av_td3.envs.carla import connection as connection_mod
     from av_td3.envs.carla import env as env_mod
 
     monkeypatch.setattr(env_mod.CarlaDrivingEnv, "_connect", lambda self: None)
     monkeypatch.setattr(env_mod.CarlaDrivingEnv, "_sweep_tagged", lambda self: None)
-    monkeypatch.setattr(env_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(connection_mod.time, "sleep", lambda s: None)
     monkeypatch.delenv("CARLA_PORT", raising=False)
     e = env_mod.CarlaDrivingEnv(CarlaEnvConfig(max_reconnects=2, reconnect_delay=0.0), npc_vehicles=0)
     e._ego = object()  # as if reset() had run
@@ -633,6 +634,7 @@ class FakeClient:
 
 @pytest.fixture
 def fake_server(monkeypatch, route):
+    from av_td3.envs.carla import connection as connection_mod
     from av_td3.envs.carla import env as env_mod
 
     server = FakeServer(route)
@@ -647,7 +649,8 @@ def fake_server(monkeypatch, route):
         return FakeClient(server)
 
     monkeypatch.setattr(env_mod, "connect", fake_connect)
-    monkeypatch.setattr(env_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(connection_mod, "connect", fake_connect)
+    monkeypatch.setattr(connection_mod.time, "sleep", lambda s: None)
     monkeypatch.delenv("CARLA_PORT", raising=False)
     return server
 
@@ -804,7 +807,7 @@ def test_settings_found_synchronous_are_left_asynchronous_at_close(fake_server, 
 
 
 def test_the_long_map_load_timeout_holds_until_the_settings_are_applied(fake_server):
-    from av_td3.envs.carla.env import MAP_LOAD_TIMEOUT
+    from av_td3.envs.carla.connection import MAP_LOAD_TIMEOUT
 
     env = fake_env(npc=0, timeout=5.0)
     assert fake_server.applied_with_timeout == [MAP_LOAD_TIMEOUT]  # apply_settings ticks in 0.9.16
