@@ -8,6 +8,10 @@ reference's float32 pairs.
 
 A stack is rebuilt from the slots before its newest frame, zero-padded before the episode's first frame
 (the env's stacks start as zeros too), so a sampled stack equals the stack the env returned.
+
+Parallel envs (trainer.num_envs) write ``streams``: the ring is cut into one segment per env, each with
+its own cursor, so every env's episodes stay contiguous; sampling is uniform over all stored
+transitions. With one stream every formula reduces to the single ring's (same slots, same draws).
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from av_td3.envs.contract import IMAGE, VECTOR
 
 class ReplayBuffer:
     def __init__(self, capacity: int, image_shape: tuple[int, ...] | None, vector_size: int,
-                 action_dim: int, device: torch.device | str = "cpu", seed: int = 0):
-        if image_shape is not None and capacity < 2 * image_shape[0] + 2:
-            raise ValueError(f"replay capacity {capacity} is too small for {image_shape[0]}-frame stacks")
+                 action_dim: int, device: torch.device | str = "cpu", seed: int = 0, streams: int = 1):
+        if streams < 1:
+            raise ValueError(f"replay streams must be >= 1, got {streams}")
+        segment = capacity // streams
+        if image_shape is not None and segment < 2 * image_shape[0] + 2:
+            raise ValueError(f"replay capacity {capacity} is too small for {image_shape[0]}-frame stacks"
+                             + (f" in {streams} streams" if streams > 1 else ""))
         self.capacity = capacity
+        self.streams, self.segment = streams, segment  # slots per stream (the remainder is unused)
         self.device = torch.device(device)
         self.stack = image_shape[0] if image_shape is not None else 0
         # Storage lives on `device` (the GPU where there is one), so sampling copies nothing to it.
@@ -39,10 +48,33 @@ class ReplayBuffer:
         self.reward = torch.zeros(capacity, dtype=torch.float32, **kw)
         self.terminated = torch.zeros(capacity, dtype=torch.bool, **kw)
         self.starts = torch.zeros(capacity, dtype=torch.bool, **kw)  # slot starts a transition
-        self.cursor = 0  # the slot the next observation goes to
-        self.size = 0  # filled slots
-        self.episode_open = False  # cursor - 1 holds the current episode's latest observation
+        # Per stream: the slot its next observation goes to, its filled slots, and whether its latest
+        # observation (cursor - 1) belongs to an episode still running.
+        self.cursors = [k * segment for k in range(streams)]
+        self.sizes = [0] * streams
+        self.open = [False] * streams
         self.rng = torch.Generator(device=self.device).manual_seed(seed)
+
+    # One stream (one env): the single ring's names.
+    @property
+    def cursor(self) -> int:
+        return self.cursors[0]
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def episode_open(self) -> bool:
+        return self.open[0]
+
+    @episode_open.setter
+    def episode_open(self, value: bool) -> None:
+        self.open[0] = bool(value)
+
+    def _wrap(self, slot: int, stream: int) -> int:
+        base = stream * self.segment
+        return base + (slot - base) % self.segment
 
     def bytes_per_transition(self) -> float:
         tensors = [self.frame_pos, self.vector, self.action, self.reward, self.terminated, self.starts]
@@ -53,32 +85,32 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return int(self.starts.sum())
 
-    def _write_obs(self, obs: dict[str, np.ndarray], pos: int) -> int:
-        i = self.cursor
+    def _write_obs(self, obs: dict[str, np.ndarray], pos: int, stream: int) -> int:
+        i = self.cursors[stream]
         if self.frames is not None:
             self.frames[i] = torch.as_tensor(obs[IMAGE][-1])
         self.vector[i] = torch.as_tensor(obs[VECTOR])
         self.frame_pos[i] = pos
         self.starts[i] = False
-        self.cursor = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
+        self.cursors[stream] = self._wrap(i + 1, stream)
+        self.sizes[stream] = min(self.sizes[stream] + 1, self.segment)
         # The slot we overwrite ended the transition that started one slot earlier.
-        self.starts[(i - 1) % self.capacity] = False
+        self.starts[self._wrap(i - 1, stream)] = False
         return i
 
     def add(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float,
-            next_obs: dict[str, np.ndarray], terminated: bool, truncated: bool) -> None:
-        """Store one transition. ``obs`` must be the previous call's ``next_obs`` unless that call ended
-        an episode (terminated or truncated)."""
-        if not self.episode_open:
-            self._write_obs(obs, 0)
-        i = (self.cursor - 1) % self.capacity
+            next_obs: dict[str, np.ndarray], terminated: bool, truncated: bool, stream: int = 0) -> None:
+        """Store one transition of env ``stream``. ``obs`` must be that stream's previous call's
+        ``next_obs`` unless that call ended an episode (terminated or truncated)."""
+        if not self.open[stream]:
+            self._write_obs(obs, 0, stream)
+        i = self._wrap(self.cursors[stream] - 1, stream)
         self.action[i] = torch.as_tensor(action)
         self.reward[i] = float(reward)
         self.terminated[i] = bool(terminated)
-        self._write_obs(next_obs, int(self.frame_pos[i]) + 1)
+        self._write_obs(next_obs, int(self.frame_pos[i]) + 1, stream)
         self.starts[i] = True
-        self.episode_open = not (terminated or truncated)
+        self.open[stream] = not (terminated or truncated)
 
     def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99
                ) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor]:
@@ -93,7 +125,7 @@ class ReplayBuffer:
         last = idx  # the slot of the last transition summed
         discount = torch.full_like(reward, gamma)
         for _ in range(n_step - 1):
-            nxt = (last + 1) % self.capacity
+            nxt = self._next_slot(last)
             # Go on through transitions of the same episode that are stored: an episode's final slot,
             # and the current one's latest, start none (starts=False); after a termination, stop.
             go = self.starts[nxt] & ~terminated
@@ -101,7 +133,7 @@ class ReplayBuffer:
             terminated = terminated | (go & self.terminated[nxt])
             discount = torch.where(go, discount * gamma, discount)
             last = torch.where(go, nxt, last)
-        nxt = (last + 1) % self.capacity
+        nxt = self._next_slot(last)
         obs, next_obs = {VECTOR: self.vector[idx]}, {VECTOR: self.vector[nxt]}
         if self.frames is not None:
             if n_step == 1:
@@ -117,44 +149,79 @@ class ReplayBuffer:
         length = stack + 1, the next slot's newest frame. A frame k slots back belongs to the
         episode iff k <= frame_pos of the slot; the others read the zero row."""
         back = torch.arange(self.stack - 1, self.stack - 1 - length, -1, device=self.device)
-        slots = (idx[:, None] - back[None, :]) % self.capacity
+        base = (idx - idx % self.segment)[:, None]  # the stream's first slot
+        slots = base + (idx[:, None] - base - back[None, :]) % self.segment
         in_episode = back[None, :] <= self.frame_pos[idx][:, None]
         slots = torch.where(in_episode, slots, self.capacity)  # the zero row
         # index_select copies whole frames (20x faster on CPU than advanced indexing's gather).
         frames = self._frame_rows.index_select(0, slots.view(-1))
         return frames.view(*slots.shape, *frames.shape[1:])
 
+    def _next_slot(self, slot: torch.Tensor) -> torch.Tensor:
+        base = slot - slot % self.segment
+        return base + (slot - base + 1) % self.segment
+
     def _sample_starts(self, n: int) -> torch.Tensor:
         """Uniform over slots that start a transition whose stacks are intact. Slots within ``stack``
-        after the cursor may reach back into overwritten frames, so they are redrawn."""
+        after a full stream's cursor may reach back into overwritten frames, so they are redrawn."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
+        sizes = torch.tensor(self.sizes, device=self.device)
+        ends = torch.cumsum(sizes, 0)  # draw u over all filled slots: stream k holds [ends[k-1], ends[k])
+        cursors = torch.tensor(self.cursors, device=self.device)
         out = torch.empty(0, dtype=torch.long, device=self.device)
         while len(out) < n:
             cand = torch.randint(0, self.size, (2 * n,), generator=self.rng, device=self.device)
+            if self.streams > 1:
+                k = torch.searchsorted(ends, cand, right=True)
+                cand = k * self.segment + cand - (ends[k] - sizes[k])
             ok = self.starts[cand]
-            if self.size == self.capacity and self.stack:
-                ok &= (cand - self.cursor) % self.capacity >= self.stack
+            if self.stack:
+                k = cand // self.segment
+                full = sizes[k] == self.segment
+                ok &= ~full | ((cand - cursors[k]) % self.segment >= self.stack)
             out = torch.cat([out, cand[ok]])
         return out[:n]
 
     # --- checkpointing: the buffer is part of a run's resumable state --------------------------------------
     def state_dict(self) -> dict:
-        """The filled slots only: until the ring wraps they are 0..size-1 (a checkpoint early in a run
-        is as small as its data, not the preallocated capacity)."""
-        n = self.size
-        state = {k: getattr(self, k)[:n] for k in ("frame_pos", "vector", "action", "reward", "terminated",
-                                                   "starts")}
+        """The filled slots only: until a stream's segment wraps they are its first slots (a checkpoint
+        early in a run is as small as its data, not the preallocated capacity)."""
+        keys = ("frame_pos", "vector", "action", "reward", "terminated", "starts")
+        if self.streams == 1:
+            n = self.sizes[0]
+            state = {k: getattr(self, k)[:n] for k in keys}
+            if self.frames is not None:
+                state["frames"] = self.frames[:n]
+            state.update(cursor=self.cursors[0], size=n, episode_open=self.open[0], rng=self.rng.get_state())
+            return state
+        index = torch.cat([torch.arange(k * self.segment, k * self.segment + n, device=self.device)
+                           for k, n in enumerate(self.sizes)])
+        state = {k: getattr(self, k)[index] for k in keys}
         if self.frames is not None:
-            state["frames"] = self.frames[:n]
-        state.update(cursor=self.cursor, size=self.size, episode_open=self.episode_open,
-                     rng=self.rng.get_state())
+            state["frames"] = self.frames[index]
+        state.update(streams=self.streams, cursors=list(self.cursors), sizes=list(self.sizes),
+                     open=list(self.open), rng=self.rng.get_state())
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        for k in ("frame_pos", "vector", "action", "reward", "terminated", "starts", "frames"):
-            if k in state:
-                getattr(self, k)[:len(state[k])].copy_(state[k])
-        self.cursor, self.size = int(state["cursor"]), int(state["size"])
-        self.episode_open = bool(state["episode_open"])
+        streams = int(state.get("streams", 1))
+        if streams != self.streams:
+            raise ValueError(f"the checkpoint's replay has {streams} streams (trainer.num_envs={streams}); "
+                             f"this run has {self.streams}: resume with the num_envs it was started with")
+        keys = ("frame_pos", "vector", "action", "reward", "terminated", "starts", "frames")
+        if streams == 1:
+            for k in keys:
+                if k in state:
+                    getattr(self, k)[:len(state[k])].copy_(state[k])
+            self.cursors, self.sizes = [int(state["cursor"])], [int(state["size"])]
+            self.open = [bool(state["episode_open"])]
+        else:
+            self.cursors, self.sizes = [int(c) for c in state["cursors"]], [int(n) for n in state["sizes"]]
+            self.open = [bool(o) for o in state["open"]]
+            index = torch.cat([torch.arange(k * self.segment, k * self.segment + n, device=self.device)
+                               for k, n in enumerate(self.sizes)])
+            for k in keys:
+                if k in state:
+                    getattr(self, k)[index] = state[k].to(self.device)
         self.rng.set_state(state["rng"])

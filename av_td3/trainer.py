@@ -60,24 +60,35 @@ class Trainer:
         self.hparams = hparams or {}  # group choices and key settings, for TensorBoard's HParams
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
-        turns = Turns()  # the train and eval env share one simulator: one drives at a time
-        self.env = make_run_env(cfg, "train", job_num, turns=turns)
+        n = cfg.trainer.num_envs
+        turns = Turns() if n == 1 else None  # the train and eval env share one simulator: one drives at a time
+        self.envs: list = []  # the train envs (trainer.num_envs), stepped together
         try:
+            for _ in range(n):
+                self.envs.append(make_run_env(cfg, "train", job_num, turns=turns))
             self.eval_env = make_run_env(cfg, "eval", job_num, render=cfg.trainer.eval_video, turns=turns)
         except BaseException:
-            self.env.close()  # a started worker (or CARLA connection) is not left behind
+            for env in self.envs:
+                env.close()  # a started worker (or CARLA connection) is not left behind
             raise
-        self.env.action_space.seed(cfg.seed)
+        self.env = self.envs[0]
         horizon = math.ceil(cfg.env.max_episode_steps / cfg.trainer.action_repeat)  # agent steps
-        self.explorer = Explorer(cfg.exploration, self.env.action_space, cfg.seed, horizon)
+        self.explorers = []
+        for k, env in enumerate(self.envs):  # env 0 keeps the single-env seeds: num_envs=1 is unchanged
+            seed = cfg.seed if k == 0 else int(np.random.SeedSequence([cfg.seed, 0x5EED, k]).generate_state(1)[0])
+            env.action_space.seed(seed)
+            self.explorers.append(Explorer(cfg.exploration, env.action_space, seed, horizon))
+        self.explorer = self.explorers[0]
         spec = AgentSpec.from_spaces(self.env.observation_space, self.env.action_space, self.device,
                                      cfg.clipping, diagnostics_every=cfg.trainer.log_every_updates)
         self.agent = instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)
         self.learns = hasattr(self.agent, "update")
         self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
-                                    spec.action_dim, self.device, seed=cfg.seed) if self.learns else None)
+                                    spec.action_dim, self.device, seed=cfg.seed, streams=n)
+                       if self.learns else None)
         self.step = 0
-        self.episode = 0
+        self.episode = 0  # training episodes finished
+        self._started = 0  # training episodes started (seeds: the n-th episode started gets seed n)
         self.evals: list[dict] = []  # one row per evaluation phase
         self.wall_time = 0.0  # seconds spent in earlier sessions of this run (resume)
         self._session_start = time.monotonic()
@@ -109,30 +120,47 @@ class Trainer:
         redirect = logging_redirect_tqdm(loggers=[logging.getLogger(), log]) if t.progress_bar else nullcontext()
         try:
             redirect.__enter__()  # left in the finally below, after the bar is closed
-            obs, ep = self._new_episode()
+            n = len(self.envs)
+            # Per env: its observation and episode; an env whose episode ended while a checkpoint (or a
+            # stop) is due waits (None) until every env's has, so the checkpoint is at a boundary of all.
+            episodes: list = [self._new_episode(k) for k in range(n)]
             while self.step < t.total_steps and self.learns:
-                if self.step < t.learning_starts:
-                    action = self.explorer.warmup_action()
-                else:
-                    action = self.explorer.action(self.agent.act(obs), self.step)
-                try:
-                    next_obs, reward, terminated, truncated, info = self.env.step(action)
-                except EpisodeLost as e:  # the simulator failed and was rebuilt: drop the transition
-                    self._episode_lost(e, "train")
-                    self.replay.episode_open = False
-                    obs, ep = self._new_episode()
+                active = [k for k in range(n) if episodes[k] is not None]
+                actions = {}
+                for k in active:
+                    obs, ep = episodes[k]
+                    explorer = self.explorers[k]
+                    actions[k] = (explorer.warmup_action() if self.step < t.learning_starts
+                                  else explorer.action(self.agent.act(obs), self.step))
+                results = self._step_envs(actions)
+                previous, stepped, ended = self.step, 0, []
+                for k in active:
+                    obs, ep = episodes[k]
+                    if isinstance(results[k], EpisodeLost):  # the simulator failed and was rebuilt
+                        self._episode_lost(results[k], "train")
+                        self.replay.open[k] = False  # the transition in flight is dropped
+                        episodes[k] = self._new_episode(k, again=ep)
+                        continue
+                    next_obs, reward, terminated, truncated, info = results[k]
+                    self.replay.add(obs, actions[k], self._learning_reward(reward), next_obs, terminated,
+                                    truncated, stream=k)
+                    ep.add(reward, info)
+                    self.step += ep.last_frames
+                    stepped += 1
+                    if terminated or truncated:  # logged at the frame count it ended at: distinct steps
+                        ended.append((k, self.step))
+                    else:
+                        episodes[k] = (next_obs, ep)
+                if not stepped:
                     continue
-                self.replay.add(obs, action, self._learning_reward(reward), next_obs, terminated, truncated)
-                ep.add(reward, info)
-                frames = ep.last_frames
-                previous, self.step = self.step, self.step + frames
-                bar.update(frames)
+                bar.update(self.step - previous)
 
                 if previous < t.learning_starts <= self.step:  # warm-up over: a bar whose ETA is training's
                     bar.close()
                     bar = self._progress_bar()
                 if self.step >= t.learning_starts:
-                    for _ in range(t.updates_per_step):
+                    # updates_per_step per env step: the update-to-data ratio does not depend on num_envs.
+                    for _ in range(t.updates_per_step * stepped):
                         batch = self.replay.sample(self.agent.batch_size, self.agent.n_step, self.agent.gamma)
                         updates.record(self.agent.update(*batch), self.step)
                     if self.agent.num_updates - logged_at >= t.log_every_updates:
@@ -145,18 +173,19 @@ class Trainer:
                     bar.set_postfix_str(self._postfix(), refresh=False)
                 if crossed(previous, self.step, t.checkpoint_every):
                     checkpoint_due = True
-                if terminated or truncated:
-                    self._log_episode(ep)
+                for k, end in ended:
+                    self._log_episode(episodes[k][1], end)
                     self.episode += 1
-                    if checkpoint_due or self.stop_signal is not None:
-                        self._checkpoint()
-                        checkpoint_due = False
+                    waiting = checkpoint_due or self.stop_signal is not None
+                    episodes[k] = None if waiting else self._new_episode(k)
+                if ended and all(e is None for e in episodes):  # every env at an episode boundary
+                    self._checkpoint()
+                    checkpoint_due = False
                     if self.stop_signal is not None:  # at an episode boundary: the resume is exact
                         return self._stop(f"signal {signal.Signals(self.stop_signal).name}")
-                    obs, ep = self._new_episode()
+                    episodes = [self._new_episode(k) for k in range(n)]
+                if ended:
                     bar.set_postfix_str(self._postfix(), refresh=False)
-                else:
-                    obs = next_obs
                 if self.stop_signal is not None and (
                         self._signals > 1 or time.monotonic() - self._signal_at > t.stop_grace_s):
                     return self._stop(f"signal {signal.Signals(self.stop_signal).name}", checkpoint=False)
@@ -176,7 +205,7 @@ class Trainer:
             return float(final["mean_reward"])
         except EnvFailed as e:  # the simulator kept failing: keep what was learned, say why, stop
             if self.replay is not None:
-                self.replay.episode_open = False  # the episode in flight is gone; a resume starts anew
+                self.replay.open = [False] * len(self.envs)  # episodes in flight are gone; a resume starts anew
             self._checkpoint()
             self._write_results("failed", None, error=str(e))
             raise EnvFailed(f"{e}; stopped at step {self.step} with a checkpoint in "
@@ -185,7 +214,7 @@ class Trainer:
         finally:
             bar.close()
             redirect.__exit__(None, None, None)
-            for env in (self.env, self.eval_env):  # each in its own try: one failing close skips none
+            for env in (*self.envs, self.eval_env):  # each in its own try: one failing close skips none
                 try:
                     env.close()
                 except Exception as e:  # noqa: BLE001 - closing is best effort; the run's outcome stands
@@ -193,15 +222,40 @@ class Trainer:
             if hasattr(self, "logger"):
                 self.logger.close()
 
-    def _new_episode(self) -> tuple[dict, "EpisodeTally"]:
+    def _new_episode(self, k: int = 0, again: "EpisodeTally | None" = None) -> tuple[dict, "EpisodeTally"]:
+        """Reset train env ``k`` for the next episode (its seed: the number of episodes started), or with
+        ``again`` for the same episode anew (after the simulator lost it: the same seed)."""
+        index = again.index if again is not None else self._started
+        if again is None:
+            self._started += 1
         while True:  # a reset the simulator loses is retried (the env raises EnvFailed if it keeps failing)
             try:
-                obs, _ = self.env.reset(seed=self._episode_seed())
+                obs, _ = self.envs[k].reset(seed=self._episode_seed(index))
                 break
             except EpisodeLost as e:
                 self._episode_lost(e, "train")
-        self.explorer.reset()
-        return obs, EpisodeTally()
+        self.explorers[k].reset()
+        return obs, EpisodeTally(index)
+
+    def _step_envs(self, actions: dict[int, np.ndarray]) -> dict:
+        """Every env's step result, or the EpisodeLost it raised. Envs in worker processes step in
+        parallel (all actions sent, then all results read)."""
+        out: dict = {}
+        if len(actions) > 1 and all(hasattr(self.envs[k], "step_async") for k in actions):
+            for k, a in actions.items():
+                self.envs[k].step_async(a)
+            for k in actions:
+                try:
+                    out[k] = self.envs[k].step_wait()
+                except EpisodeLost as e:
+                    out[k] = e
+            return out
+        for k, a in actions.items():
+            try:
+                out[k] = self.envs[k].step(a)
+            except EpisodeLost as e:
+                out[k] = e
+        return out
 
     def _episode_lost(self, error: EpisodeLost, role: str) -> None:
         self.reconnects += 1
@@ -264,12 +318,12 @@ class Trainer:
         limit = getattr(self.cfg.clipping, net).limit()
         return {} if limit is None else {tags.clip_limit(net): float(limit)}
 
-    def _log_episode(self, ep: "EpisodeTally") -> None:
+    def _log_episode(self, ep: "EpisodeTally", step: int) -> None:
         values = {tags.EPISODE_REWARD: ep.total, tags.EPISODE_LENGTH: float(ep.length),
-                  tags.EXPLORATION_NOISE: self.explorer.std(self.step)}
+                  tags.EXPLORATION_NOISE: self.explorer.std(step)}
         values |= {tags.reward_component(k): v for k, v in ep.components.items()}
-        self.logger.scalars(values, self.step)
-        self.logger.row("train", {"step": self.step, "episode": self.episode, "return": ep.total,
+        self.logger.scalars(values, step)
+        self.logger.row("train", {"step": step, "episode": self.episode, "return": ep.total,
                                   "length": ep.length, "success": int(ep.success)},
                         console=not self.cfg.trainer.progress_bar)
 
@@ -296,8 +350,8 @@ class Trainer:
         return summary
 
     # --- state ------------------------------------------------------------------------------------------
-    def _episode_seed(self) -> int:
-        return int(np.random.SeedSequence([self.cfg.seed, self.episode]).generate_state(1)[0])
+    def _episode_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.cfg.seed, index]).generate_state(1)[0])
 
     def _state(self) -> dict:
         state = {"step": self.step, "episode": self.episode, "evals": self.evals,
@@ -313,7 +367,11 @@ class Trainer:
         return self.wall_time + time.monotonic() - self._session_start
 
     def _generators(self) -> dict[str, np.random.Generator]:
-        return {"action_space": self.env.action_space.np_random, "exploration": self.explorer.rng}
+        out = {"action_space": self.env.action_space.np_random, "exploration": self.explorer.rng}
+        for k in range(1, len(self.envs)):
+            out |= {f"action_space_{k}": self.envs[k].action_space.np_random,
+                    f"exploration_{k}": self.explorers[k].rng}
+        return out
 
     def _checkpoint(self) -> None:
         checkpoint.save(self._state(), self.run_dir / checkpoint.CHECKPOINT)
@@ -326,13 +384,14 @@ class Trainer:
             return False
         state = checkpoint.load(path)
         self.step, self.episode = int(state["step"]), int(state["episode"])
+        self._started = self.episode  # checkpoints are taken with every env at an episode boundary
         self._checkpoint_step = self.step
         self.evals, self.wall_time = list(state["evals"]), float(state["wall_time"])
         self.reconnects = int(state["reconnects"])
         if self.learns:
             self.agent.load_state_dict(state["agent"])
             self.replay.load_state_dict(state["replay"])
-            self.replay.episode_open = False  # the env starts a new episode
+            self.replay.open = [False] * len(self.envs)  # every env starts a new episode
         checkpoint.set_rng_state(state["rng"], self._generators())
         log.info("resumed from %s at step %d (episode %d)", path, self.step, self.episode)
         return True
@@ -416,7 +475,8 @@ class Trainer:
 class EpisodeTally:
     """Return, length (env frames) and reward components of one training episode."""
 
-    def __init__(self):
+    def __init__(self, index: int = 0):
+        self.index = index  # which training episode (its seed)
         self.total, self.length, self.success = 0.0, 0, False
         self.last_frames = 0  # env frames of the latest agent step
         self.components: dict[str, float] = {}

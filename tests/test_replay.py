@@ -93,3 +93,59 @@ def test_checkpoint_holds_only_the_filled_slots():
     for x, y in zip(a, b):
         for u, v in (zip(x.values(), y.values()) if isinstance(x, dict) else [(x, y)]):
             torch.testing.assert_close(u, v)
+
+
+@pytest.mark.parametrize("capacity", [80, 1000])  # 80: each of the 2 streams wraps many times
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_streams_of_parallel_envs_keep_their_episodes_apart(capacity, n_step):
+    """Two envs' transitions interleaved step by step (trainer.num_envs=2): every sampled transition has
+    its own env's stacks, and n-step returns never run into the other env's episode."""
+    buf = ReplayBuffer(capacity, (4, 6, 6), 3, 2, seed=0, streams=2)
+    truth, gens = {}, [episodes(300, 4, 6, seed=1), episodes(300, 4, 6, seed=2)]
+    sequences = {0: [], 1: []}
+    for _ in range(300):
+        for k, gen in enumerate(gens):
+            obs, action, reward, nxt, term, trunc = next(gen)
+            action = action.copy()
+            action[1] = k  # which env
+            buf.add(obs, action, reward, nxt, term, trunc, stream=k)
+            truth[(k, int(action[0]))] = (obs, reward, nxt, term, trunc)
+            sequences[k].append(int(action[0]))
+    o, a, r, n, discount = buf.sample(128, n_step, 0.9)
+    assert {int(a[i, 1]) for i in range(128)} == {0, 1}  # both streams are sampled
+    for i in range(128):
+        k, tid = int(a[i, 1]), int(a[i, 0])
+        obs, reward, nxt, term, trunc = truth[(k, tid)]
+        np.testing.assert_array_equal(o["image"][i].numpy(), obs["image"])
+        if n_step == 1:
+            np.testing.assert_array_equal(n["image"][i].numpy(), nxt["image"])
+            assert r[i].item() == pytest.approx(reward)
+        else:  # the n-step sum over this env's own following transitions, cut at its episode's end
+            total, g, j = 0.0, 1.0, tid
+            for _ in range(n_step):
+                _, rj, nj, tj, uj = truth[(k, j)]
+                total += g * rj
+                g *= 0.9
+                if tj or uj or (k, j + 1) not in truth:
+                    break
+                j += 1
+            assert r[i].item() == pytest.approx(total, rel=1e-5, abs=1e-5)
+            np.testing.assert_array_equal(n["image"][i].numpy(), nj["image"])
+    if capacity == 80:
+        assert min(int(a[i, 0]) for i in range(128)) > 300 - capacity // 2 - 12
+
+
+def test_streams_state_dict_round_trip_and_a_mismatch_is_named():
+    a = ReplayBuffer(60, (2, 4, 4), 3, 2, seed=3, streams=2)
+    g0, g1 = episodes(40, 2, 4, seed=2), episodes(40, 2, 4, seed=5)
+    for _ in range(25):
+        a.add(*next(g0), stream=0)
+    for _ in range(10):
+        a.add(*next(g1), stream=1)
+    b = ReplayBuffer(60, (2, 4, 4), 3, 2, seed=99, streams=2)
+    b.load_state_dict(a.state_dict())
+    sa, sb = a.sample(16), b.sample(16)
+    torch.testing.assert_close(sa[1], sb[1])
+    torch.testing.assert_close(sa[0]["image"], sb[0]["image"])
+    with pytest.raises(ValueError, match="2 streams .*num_envs"):
+        ReplayBuffer(60, (2, 4, 4), 3, 2, streams=1).load_state_dict(a.state_dict())

@@ -177,3 +177,31 @@ def test_ctrl_c_of_a_sweep_stops_it_and_prints_the_sweep_command_that_resumes_it
                        timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(sweep.glob("*/DONE"))) == 2
+
+
+PARALLEL = TRAIN + ["trainer.num_envs=2", "env.worker=true", "env.random_start=1.0", "env.random_start_speed=8"]
+
+
+def test_two_parallel_envs_resume_exactly_after_sigkill(tmp_path):
+    """trainer.num_envs=2 in worker processes, episodes of unequal length (random starts leave the road
+    at different times): checkpoints wait for both envs' episodes to end, so a SIGKILLed run relaunched
+    equals an uninterrupted one."""
+    whole = tmp_path / "whole"
+    subprocess.run(PARALLEL + [f"hydra.run.dir={whole}"], check=True, capture_output=True, timeout=600)
+    lengths = [int(line.split(",")[3]) for line in (whole / "train.csv").read_text().splitlines()[1:]]
+    assert len(set(lengths)) > 1  # the envs' episodes end at different times: the wait is exercised
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(PARALLEL + [f"hydra.run.dir={killed}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before a checkpoint"
+        time.sleep(0.02)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run(PARALLEL + [f"hydra.run.dir={killed}"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stderr + r.stdout
+    assert_same_run(whole, killed)

@@ -29,7 +29,15 @@ class ScenarioConfig:
 class TrainerConfig:
     total_steps: int = 1_000_000
     learning_starts: int = 10_000  # uniform random actions before this many env steps
-    updates_per_step: int = 1  # gradient updates per agent step (per action_repeat env frames)
+    # Gradient updates per agent step of each env (per action_repeat env frames): with num_envs envs a
+    # step of all of them makes num_envs * updates_per_step updates, so the update-to-data ratio,
+    # updates_per_step / action_repeat per frame, does not depend on num_envs.
+    updates_per_step: int = 1
+    # Train envs stepped together, each with its own episodes, seeds and exploration noise, in its own
+    # worker process with env.worker=true (in parallel) or one after another in this one. The replay
+    # keeps each env's frames in its own segment. Checkpoints wait until every env's episode has ended
+    # (those that end first pause), so a resume is exact. 1 = one env, exactly as before.
+    num_envs: int = 1
     # Each agent action is held for this many env frames (rewards summed). Every step count here
     # (total_steps, learning_starts, eval_every, checkpoint_every) and every logged step is in env frames.
     action_repeat: int = 1
@@ -63,7 +71,7 @@ class TrainerConfig:
         check(self.reward_scale > 0, f"{k}.reward_scale", f"must be positive, got {self.reward_scale}")
         check(self.reward_clip is None or self.reward_clip > 0, f"{k}.reward_clip",
               f"must be positive, got {self.reward_clip}")
-        for name in ("total_steps", "updates_per_step", "action_repeat", "replay_capacity", "eval_episodes",
+        for name in ("total_steps", "updates_per_step", "num_envs", "action_repeat", "replay_capacity", "eval_episodes",
                      "log_every_updates", "max_consecutive_nonfinite"):
             check(getattr(self, name) >= 1, f"{k}.{name}", f"must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "checkpoint_every"):
@@ -93,6 +101,9 @@ class Config:
         check(not (isinstance(self.agent, ClassicalConfig) and isinstance(self.env, GymEnvConfig)),
               "agent", "the classical controller steers on route waypoints: it needs a driving env "
               "(env=highway or env=carla), not env=gym")
+        check(self.trainer.num_envs == 1 or not isinstance(self.env, CarlaEnvConfig), "trainer.num_envs",
+              "env=carla runs one train env per server for now (each needs its own ports); use one job per "
+              "server for parallel collection")
         if isinstance(self.agent, TD3Config):
             check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
                   f"({self.agent.batch_size}) exceeds trainer.replay_capacity "

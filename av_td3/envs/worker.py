@@ -125,6 +125,8 @@ class SupervisedEnv(gym.Env):
         self._failures = 0  # failures since the last call that succeeded
         self._ctx = mp.get_context("spawn")
         self._process = self._conn = None
+        self._pending: str | None = None  # the command step_async sent, until step_wait reads it
+        self._sent_to_dead = False
         spaces = self._start()  # the first start gets no retries: a bad config should fail at once
         self.observation_space, self.action_space = spaces["observation_space"], spaces["action_space"]
         self.metadata, self.render_mode = spaces["metadata"], spaces["render_mode"]
@@ -181,14 +183,41 @@ class SupervisedEnv(gym.Env):
         return payload
 
     def _call(self, command: str, arg):
+        self._send(command, arg)
+        return self._receive(command)
+
+    def step_async(self, action) -> None:
+        """Send a step and return at once; ``step_wait`` reads its result (parallel envs: send to all,
+        then read all)."""
+        if self.turns is not None:
+            self.turns.take(self)
+        self._pending = self._send("step", action)
+
+    def step_wait(self):
+        command, self._pending = self._pending, None
+        if command is None:
+            raise RuntimeError("step_wait() without step_async()")
+        return self._receive(command)
+
+    def _send(self, command: str, arg) -> str | None:
+        """Send, or None when the worker is already known dead (``_receive`` then replaces it)."""
         if self._process is None:
             self._replace("no worker is running")
         try:
             self._conn.send((command, arg))
+        except (OSError, EOFError):
+            self._sent_to_dead = True
+        return command
+
+    def _receive(self, command: str):
+        try:
+            if getattr(self, "_sent_to_dead", False):
+                raise EOFError
             if not self._conn.poll(self.step_timeout):
                 return self._lost(f"no answer to {command} within env.step_timeout={self.step_timeout:g} s")
             kind, payload = self._conn.recv()
         except (EOFError, OSError):
+            self._sent_to_dead = False
             return self._lost(f"its worker (pid {self.pid}) died during {command}")
         if kind == "lost":  # the env rebuilt its episode itself (CARLA's reconnect): the worker is sound
             raise EpisodeLost(f"{self.name} env: {payload}")
