@@ -22,11 +22,11 @@ def arm(max_norm, wd):
     agent = make_agent(84, 4, 256, "cpu", clip, weight_decay=wd)
     params = [p for p in agent.actor.parameters()]
     n = sum(p.numel() for p in params)
-    steps, befores = [], []
+    steps = []
     for i in range(16):
         batch = random_batch(256, 4, 84, "cpu", seed=i)
         before = [p.detach().clone() for p in params]
-        out = agent.update(*batch)
+        agent.update(*batch)
         d = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(params, before)))
         if d > 0:
             steps.append(d / math.sqrt(n))
