@@ -240,19 +240,14 @@ class Trainer:
     def _step_envs(self, actions: dict[int, np.ndarray]) -> dict:
         """Every env's step result, or the EpisodeLost it raised. Envs in worker processes step in
         parallel (all actions sent, then all results read)."""
-        out: dict = {}
-        if len(actions) > 1 and all(hasattr(self.envs[k], "step_async") for k in actions):
+        parallel = len(actions) > 1 and all(hasattr(self.envs[k], "step_async") for k in actions)
+        if parallel:
             for k, a in actions.items():
                 self.envs[k].step_async(a)
-            for k in actions:
-                try:
-                    out[k] = self.envs[k].step_wait()
-                except EpisodeLost as e:
-                    out[k] = e
-            return out
+        out: dict = {}
         for k, a in actions.items():
             try:
-                out[k] = self.envs[k].step(a)
+                out[k] = self.envs[k].step_wait() if parallel else self.envs[k].step(a)
             except EpisodeLost as e:
                 out[k] = e
         return out

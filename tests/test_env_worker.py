@@ -159,9 +159,11 @@ def test_a_training_run_survives_its_env_worker_killed_and_hung(tmp_path):
     log = run / "train.log"
     pid = int(wait_for(log, r"train pid (\d+)", proc)[1])
     wait_for(log, r"train \| step=150 ", proc)  # the first episode is over: the second is under way
+    time.sleep(0.3)  # past the reset (~10 ms): the kill lands on a step
     os.kill(pid, signal.SIGKILL)
     new = int(wait_for(log, rf"worker {pid} replaced by (\d+)", proc)[1])
     wait_for(log, r"train \| step=\d+  episode=1 ", proc)
+    time.sleep(0.3)  # past the next reset (~10 ms): the stop lands on a step of the third episode
     os.kill(new, signal.SIGSTOP)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err

@@ -124,7 +124,7 @@ def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
     return "\n".join(lines)
 
 
-# (column, network, fraction of the run's logged updates where the window starts, where it ends)
+# (window, fraction of a run's logged updates where it starts, where it ends)
 UPDATE_WINDOWS = [("first quarter", 0.0, 0.25), ("second half", 0.5, 1.0)]
 
 

@@ -171,7 +171,7 @@ class SupervisedEnv(gym.Env):
         if not parent.poll(self.start_timeout):
             self._kill()
             raise EnvFailed(f"the {self.name} env's worker did not start within {self.start_timeout:g} s "
-                            f"(env.step_timeout)")
+                            f"(env.start_timeout)")
         try:
             kind, payload = parent.recv()
         except EOFError:
@@ -199,8 +199,8 @@ class SupervisedEnv(gym.Env):
             raise RuntimeError("step_wait() without step_async()")
         return self._receive(command)
 
-    def _send(self, command: str, arg) -> str | None:
-        """Send, or None when the worker is already known dead (``_receive`` then replaces it)."""
+    def _send(self, command: str, arg) -> str:
+        """Send ``command``; a worker found dead on sending is noted, and ``_receive`` replaces it."""
         if self._process is None:
             self._replace("no worker is running")
         try:
@@ -211,7 +211,7 @@ class SupervisedEnv(gym.Env):
 
     def _receive(self, command: str):
         try:
-            if getattr(self, "_sent_to_dead", False):
+            if self._sent_to_dead:
                 raise EOFError
             if not self._conn.poll(self.step_timeout):
                 return self._lost(f"no answer to {command} within env.step_timeout={self.step_timeout:g} s")
