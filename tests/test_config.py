@@ -56,6 +56,15 @@ def test_clipping_options_carry_the_reference_limits(compose):
     assert (smoke.actor.max_norm, smoke.critic.max_norm) == (0.025, 0.25)
     assert validate(compose(["size=smoke", "clipping=critic_only"])).clipping.actor.mode == "none"
     assert validate(compose(["size=smoke", "clipping=none"])).clipping.critic.mode == "none"
+    # At the drive scale the limits stay the reference's; only the explosion alerts move above the
+    # healthy norms of learning runs (actor <= 161, critic <= 9.6e4), every clip_arm of actor_clipping.
+    for arm in options("clip_arm"):
+        c = validate(compose(["+experiment=actor_clipping", f"clip_arm={arm}"])).clipping
+        for net, healthy in (("actor", 161.0), ("critic", 9.6e4)):
+            part = getattr(c, net)
+            assert part.mode == "none" or part.alert_cnn_warning > 2 * healthy, (arm, net)
+    drive = validate(compose(["size=drive", "clipping=reference"])).clipping
+    assert (drive.actor.max_norm, drive.critic.max_norm) == (1.0, 10.0)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

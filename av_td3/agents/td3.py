@@ -94,10 +94,10 @@ class TD3Agent:
     def _pixels(self, obs: Obs, channels_last: bool) -> Obs:
         if "image" not in obs:
             return obs
-        image = self.critic.encoder.pixels(obs["image"], channels_last)
-        if self.shift_pad:  # DrQ: a random shift per sample, drawn anew for every batch
+        image = obs["image"]
+        if self.shift_pad:  # DrQ: a random shift per sample, drawn anew for every batch (on the uint8s)
             image = random_shift(image, self.shift_pad)
-        return {**obs, "image": image}
+        return {**obs, "image": self.critic.encoder.pixels(image, channels_last)}
 
     def policy(self, obs: Obs) -> torch.Tensor:
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
