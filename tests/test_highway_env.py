@@ -78,6 +78,32 @@ def test_image_is_the_contract_grayscale_of_the_rendered_view():
         obs, *_ = env.step(np.array([0.1, 1.0], dtype=np.float32))
 
 
+def test_vehicle_sprites_drawn_once_are_what_highway_env_draws_every_frame():
+    """The camera draws NPCs and the ego from cached sprites (TopDownCamera._draw): the view must be
+    pixel for pixel what VehicleGraphics.display gives, along the route (the turn's headings included)."""
+    import pygame
+    from highway_env.vehicle.graphics import VehicleGraphics
+
+    env = make(20, random_start=1.0)  # training episodes start anywhere on the route: many headings
+    cam, headings = env.camera, set()
+    for seed in range(30):
+        obs, _ = env.reset(seed=seed)
+        for step in range(20):
+            if step % 10 == 0:
+                frames = []
+                for draw in (cam._draw, lambda v: VehicleGraphics.display(v, cam.view, offscreen=True)):
+                    cam.view.fill((0, 0, 0))
+                    for v in env.road.vehicles:
+                        draw(v)
+                    frames.append(pygame.surfarray.array3d(cam.view))
+                assert frames[0].any() and np.array_equal(frames[0], frames[1]), (seed, step)
+                headings.add(round(float(env.ego.heading), 1))
+            obs, _, terminated, truncated, _ = env.step(pure_pursuit(obs))
+            if terminated or truncated:
+                break
+    assert len(headings) >= 4 and len(cam._sprites) >= 2  # many headings, more than one sprite
+
+
 def test_same_seed_same_episode_and_other_seed_other_traffic():
     rng = np.random.default_rng(1)
     actions = np.stack([rng.uniform(-0.1, 0.1, 40), rng.uniform(0.2, 1.0, 40)], axis=1)

@@ -37,6 +37,14 @@ def test_projection_on_an_l_shaped_route():
     assert L_SHAPE.point_at(13.0) == pytest.approx([10.0, 3.0])
 
 
+def test_projecting_many_points_at_once_is_projecting_each_bit_for_bit():
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.uniform([-5.0, -5.0], [15.0, 15.0], (500, 2)), [[10.0, 0.0], [0.0, 0.0], [10.0, 10.0]]])
+    together = L_SHAPE.project_many(points)
+    assert together == [L_SHAPE.project(p) for p in points]  # dataclass equality: every float exactly
+    assert L_SHAPE.project_many(np.zeros((0, 2))) == []
+
+
 def test_heading_error_sign():
     """Heading error = vehicle yaw - route yaw: positive when the vehicle points right of the route."""
     route_yaw = L_SHAPE.project(np.array([10.0, 5.0])).route_yaw

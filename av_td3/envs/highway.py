@@ -42,6 +42,7 @@ from highway_env.road.graphics import LaneGraphics, WorldSurface  # noqa: E402
 from highway_env.road.lane import CircularLane, LineType, StraightLane  # noqa: E402
 from highway_env.road.road import Road, RoadNetwork  # noqa: E402
 from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
+from highway_env.vehicle.dynamics import BicycleVehicle  # noqa: E402
 from highway_env.vehicle.graphics import VehicleGraphics  # noqa: E402
 from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
@@ -51,7 +52,7 @@ from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, Fr
                                   split_action)
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
-from av_td3.envs.traffic import TrafficNetwork, TrafficRoad  # noqa: E402
+from av_td3.envs.traffic import TrafficNetwork, TrafficRoad, TrafficVehicle  # noqa: E402
 
 RIGHT_LANE = 1  # the ego's lane (highway-env numbers a road's lanes from the left)
 ARC_STEP = 0.5  # m between the route points sampled on the turn (the Route densifies to 0.5 m too)
@@ -105,6 +106,23 @@ class EgoVehicle(Vehicle):
         self.on_state_update()
 
 
+def vehicle_sprite(surface: WorldSurface, length: float, width: float, color) -> pygame.Surface:
+    """The unrotated sprite VehicleGraphics.display draws for a vehicle without tires (its rectangles,
+    in its order, at ``surface``'s scaling): body, two headlights, black outline."""
+    tire_length, headlight_length, headlight_width = 1, 0.72, 0.6  # display's constants
+    full = length + 2 * tire_length
+    sprite = pygame.Surface((surface.pix(full), surface.pix(full)), flags=pygame.SRCALPHA)
+    body = (surface.pix(tire_length), surface.pix(full / 2 - width / 2), surface.pix(length), surface.pix(width))
+    lights_x, lights_w = surface.pix(tire_length + length - headlight_length), surface.pix(headlight_length)
+    left = (lights_x, surface.pix(full / 2 - (1.4 * width) / 3), lights_w, surface.pix(headlight_width))
+    right = (lights_x, surface.pix(full / 2 + (0.6 * width) / 5), lights_w, surface.pix(headlight_width))
+    pygame.draw.rect(sprite, color, body, 0)
+    pygame.draw.rect(sprite, VehicleGraphics.lighten(color), left, 0)
+    pygame.draw.rect(sprite, VehicleGraphics.lighten(color), right, 0)
+    pygame.draw.rect(sprite, VehicleGraphics.BLACK, body, 1)
+    return sprite
+
+
 class TopDownCamera:
     """highway-env's rendering around the ego, heading up: ``render`` gives (H k, W k) samples as the
     surface's packed 32-bit pixels, ``to_gray`` the (H, W) uint8 image, ``to_rgb`` the (H k, W k, 3) one."""
@@ -123,6 +141,7 @@ class TopDownCamera:
         self.size = size = int(math.ceil(2 * radius))
         self.view = WorldSurface((size, size), 0, pygame.Surface((size, size), 0, 32))
         self.view.scaling = self.scaling
+        self._sprites: dict[tuple, pygame.Surface] = {}  # unrotated vehicle sprites (see _draw)
         # Vehicles whose centre is farther than this from the window's centre draw nothing in it (the
         # window's half-diagonal plus 10 m, more than any vehicle sprite's half-diagonal): not drawn.
         self.draw_reach = size / math.sqrt(2) / self.scaling + 10.0
@@ -155,9 +174,11 @@ class TopDownCamera:
         self.view.blit(self.road, (max(-ox, 0), max(-oy, 0)),
                        area=pygame.Rect(max(ox, 0), max(oy, 0), size, size))
         centre = self.view.origin + size / 2 / self.scaling
+        cx0, cy0 = centre.tolist()
         for v in vehicles:
-            if abs(v.position[0] - centre[0]) <= self.draw_reach and abs(v.position[1] - centre[1]) <= self.draw_reach:
-                VehicleGraphics.display(v, self.view, offscreen=True)
+            x, y = v.position.tolist()
+            if abs(x - cx0) <= self.draw_reach and abs(y - cy0) <= self.draw_reach:
+                self._draw(v)
         # World = ego + fwd (cos h, sin h) + right (-sin h, cos h), in the window's pixels; the window is
         # large enough that every sample falls inside it.
         cx, cy = (ego.position - self.view.origin) * self.scaling
@@ -168,6 +189,26 @@ class TopDownCamera:
         samples = pixels.take(py * self.row_stride + px)
         del pixels  # unlock before the next blit
         return samples
+
+    def _draw(self, v: Vehicle) -> None:
+        """VehicleGraphics.display(v, self.view, offscreen=True), pixel for pixel, with the unrotated
+        sprite drawn once per (length, width, colour) instead of on every call: display builds a new
+        surface and four rectangles per vehicle per frame. Vehicles of the classes display gives tires
+        (plain Vehicle, BicycleVehicle) are drawn by display itself."""
+        surface = self.view
+        if type(v) in (Vehicle, BicycleVehicle):
+            VehicleGraphics.display(v, surface, offscreen=True)
+            return
+        if not surface.is_visible(v.position):
+            return
+        color = VehicleGraphics.get_color(v, False)
+        key = (v.LENGTH, v.WIDTH, color)
+        sprite = self._sprites.get(key)
+        if sprite is None:
+            sprite = self._sprites[key] = vehicle_sprite(surface, v.LENGTH, v.WIDTH, color)
+        h = v.heading if abs(v.heading) > 2 * np.pi / 180 else 0  # display's heading snap
+        position = [*surface.pos2pix(v.position[0], v.position[1])]
+        VehicleGraphics.blit_rotate(surface, sprite, position, np.rad2deg(-h))
 
     def to_gray(self, samples: np.ndarray) -> np.ndarray:
         """ITU-R 601 luma (as contract.to_gray_uint8) averaged over each k x k block: with an integer
@@ -188,6 +229,7 @@ class TopDownCamera:
 class HighwayDrivingEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     network_class: type[RoadNetwork] = TrafficNetwork  # envs/traffic.py: exact broad phases
+    npc_class: type[IDMVehicle] = TrafficVehicle  # envs/traffic.py: IDMVehicle without numpy's scalar clips
 
     def __init__(self, cfg: HighwayEnvConfig, npc_vehicles: int, role: str = "train",
                  render_mode: str | None = None):
@@ -296,7 +338,7 @@ class HighwayDrivingEnv(gym.Env):
             lane = self.network.get_lane(index)
             longitudinal = lane.local_coordinates(point)[0]
             speed = float(rng.uniform(cfg.npc_min_speed, cfg.npc_max_speed))
-            self.road.vehicles.append(IDMVehicle(self.road, lane.position(longitudinal, 0.0),
+            self.road.vehicles.append(self.npc_class(self.road, lane.position(longitudinal, 0.0),
                                                  lane.heading_at(longitudinal), speed,
                                                  target_lane_index=index, target_speed=speed))
 
@@ -306,14 +348,18 @@ class HighwayDrivingEnv(gym.Env):
             v.lane_index[1] == "goal" and v.lane.local_coordinates(v.position)[0] > v.lane.length)]
 
     def _nearest_ahead(self, s: float, lateral: float) -> tuple[float, float]:
-        """(gap, TTC) to the nearest NPC ahead in the ego's lane corridor within obstacle_range."""
+        """(gap, TTC) to the nearest NPC ahead in the ego's lane corridor within obstacle_range: NPCs
+        within reach (Euclidean, centre to centre) are projected onto the route together."""
         ego, cfg = self.ego, self.cfg
         best, ttc = math.inf, math.inf
-        reach = cfg.obstacle_range + ego.LENGTH  # Euclidean pre-filter, centre to centre
-        for v in self.road.vehicles:
-            if v is ego or np.sum((v.position - ego.position) ** 2) > reach * reach:
-                continue
-            p = self.route.project(v.position)
+        npcs = [v for v in self.road.vehicles if v is not ego]
+        if not npcs:
+            return best, ttc
+        reach = cfg.obstacle_range + ego.LENGTH
+        xy = np.array([v.position for v in npcs], dtype=np.float64)
+        near = (np.sum((xy - ego.position) ** 2, axis=1) <= reach * reach).tolist()
+        npcs = [v for v, inside in zip(npcs, near) if inside]
+        for v, p in zip(npcs, self.route.project_many(xy[near])):
             gap = max(p.s - s - (ego.LENGTH + v.LENGTH) / 2, 0.0)
             if p.s <= s or abs(p.lateral - lateral) >= cfg.reward.lane_width / 2 or gap > cfg.obstacle_range:
                 continue
@@ -370,11 +416,12 @@ class HighwayDrivingEnv(gym.Env):
 
 
 class PlainHighwayDrivingEnv(HighwayDrivingEnv):
-    """The same env on highway-env's own all-pairs RoadNetwork and Road, which ignore env.npc_lod_radius:
-    what envs/traffic.py's broad phases are tested (tests/test_traffic.py) and benchmarked
+    """The same env on highway-env's own all-pairs RoadNetwork and Road (which ignore env.npc_lod_radius)
+    with its own IDMVehicle: what envs/traffic.py is tested (tests/test_traffic.py) and benchmarked
     (benchmarks/bench_env.py) against."""
 
     network_class = RoadNetwork
+    npc_class = IDMVehicle
 
     def _new_road(self, np_random: np.random.RandomState) -> Road:
         return Road(self.network, np_random=np_random)

@@ -78,6 +78,24 @@ class Route:
         lateral = -off[0] * math.sin(yaw) + off[1] * math.cos(yaw)
         return Projection(s=float(self.s[i] + t[i]), lateral=float(lateral), route_yaw=yaw, index=i)
 
+    def project_many(self, positions: np.ndarray) -> list[Projection]:
+        """``project`` of each (x, y) row, in one pass over the route: the same operations broadcast over
+        the points, so every projection is bit for bit ``project``'s (tests/test_route.py)."""
+        p = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        if not len(p):
+            return []
+        rel = p[:, None, :] - self.xy[:-1]
+        t = np.clip(np.einsum("kij,ij->ki", rel, self.seg_dir), 0.0, self.seg_len)
+        closest = self.xy[:-1] + self.seg_dir * t[:, :, None]
+        nearest = np.argmin(np.sum((p[:, None, :] - closest) ** 2, axis=2), axis=1).tolist()
+        out = []
+        for k, i in enumerate(nearest):
+            yaw = float(self.seg_yaw[i])
+            off = p[k] - closest[k, i]
+            lateral = -off[0] * math.sin(yaw) + off[1] * math.cos(yaw)
+            out.append(Projection(s=float(self.s[i] + t[k, i]), lateral=float(lateral), route_yaw=yaw, index=i))
+        return out
+
     def point_at(self, s: np.ndarray | float) -> np.ndarray:
         """(x, y) at arc length(s), clamped to the route's ends."""
         s = np.clip(s, 0.0, self.length)

@@ -30,6 +30,7 @@ import numpy as np
 from highway_env.vehicle.objects import Landmark
 from highway_env.road.lane import AbstractLane, CircularLane, StraightLane
 from highway_env.road.road import LaneIndex, Road, RoadNetwork
+from highway_env import utils
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
@@ -88,6 +89,9 @@ class TrafficRoad(Road):
         self._xy = np.zeros((0, 2))  # their positions
         self._queues: dict[LaneIndex, list[tuple[float, Vehicle]]] = {}  # far tier: by own lane, sorted
         self.far: set[int] = set()  # id() of the NPCs simulated kinematically on this step
+        self._coords: dict[int, tuple[float, float]] = {}  # this step's lane coordinates, by id(vehicle)
+        self._rank: dict[int, int] = {}  # this step's place of each vehicle in its lane queue
+        self._successors: dict[LaneIndex, LaneIndex | None] = {}  # _next_lane's answers (the network is fixed)
 
     # --- the per-step lane projections ----------------------------------------------------------------
     def _on_lane(self, lane_index: LaneIndex) -> list[tuple[float, Vehicle]]:
@@ -159,7 +163,7 @@ class TrafficRoad(Road):
         for vehicle in full:
             for other in self.objects:
                 vehicle.handle_collisions(other, dt)
-        self.far = set()
+        self.far, self._coords, self._rank = set(), {}, {}
 
     # --- the far tier ---------------------------------------------------------------------------------
     def _far_npcs(self) -> set[int]:
@@ -173,11 +177,15 @@ class TrafficRoad(Road):
         """Every vehicle by the lane it is on (its own lane_index), sorted by its position along it: the
         far tier's leaders, found without scanning (full vehicles' lane-change targets are not in it)."""
         queues: dict[LaneIndex, list[tuple[float, Vehicle]]] = {}
+        self._coords, self._rank = {}, {}
         for v in self.vehicles:
             if v.lane_index is not None:
-                queues.setdefault(v.lane_index, []).append((_coordinates(v.lane, v.position)[0], v))
+                coords = self._coords[id(v)] = _coordinates(v.lane, v.position)
+                queues.setdefault(v.lane_index, []).append((coords[0], v))
         for q in queues.values():
             q.sort(key=lambda e: e[0])
+            for k, (_, v) in enumerate(q):
+                self._rank[id(v)] = k
         return queues
 
     def _act_far(self, v: IDMVehicle) -> None:
@@ -200,25 +208,30 @@ class TrafficRoad(Road):
     def _leader(self, v: Vehicle) -> tuple[float, Vehicle | None]:
         """(centre-to-centre distance along the lane, vehicle) to the next vehicle on v's lane, or else to
         the first one on the lane it continues into."""
-        queue = self._queues.get(v.lane_index, [])
-        for k, (s, other) in enumerate(queue):
-            if other is v:
-                if k + 1 < len(queue):
-                    return queue[k + 1][0] - s, queue[k + 1][1]
-                nxt = self._next_lane(v.lane_index)
-                ahead = self._queues.get(nxt) if nxt is not None else None
-                if ahead:
-                    return v.lane.length - s + ahead[0][0], ahead[0][1]
-                return math.inf, None
+        queue, k = self._queues.get(v.lane_index, []), self._rank.get(id(v))
+        if k is None or k >= len(queue) or queue[k][1] is not v:
+            return math.inf, None
+        s = queue[k][0]
+        if k + 1 < len(queue):
+            return queue[k + 1][0] - s, queue[k + 1][1]
+        nxt = self._next_lane(v.lane_index)
+        ahead = self._queues.get(nxt) if nxt is not None else None
+        if ahead:
+            return v.lane.length - s + ahead[0][0], ahead[0][1]
         return math.inf, None
 
     def _next_lane(self, index: LaneIndex) -> LaneIndex | None:
-        _, to, lane_id = index
-        nxt = self.network.graph.get(to)
-        if not nxt:
-            return None
-        road, lanes = next(iter(nxt.items()))
-        return (to, road, min(lane_id, len(lanes) - 1))
+        """The lane a far NPC continues into past the end of ``index`` (the first road out of its end
+        node, the same lane number or the last one there); None at the end of the network."""
+        if index not in self._successors:
+            _, to, lane_id = index
+            nxt = self.network.graph.get(to)
+            if nxt:
+                road, lanes = next(iter(nxt.items()))
+                self._successors[index] = (to, road, min(lane_id, len(lanes) - 1))
+            else:
+                self._successors[index] = None
+        return self._successors[index]
 
     def _step_far(self, v: IDMVehicle, dt: float) -> None:
         """Along the lane at the same lateral offset: the distance Vehicle.step would move at this speed,
@@ -226,17 +239,83 @@ class TrafficRoad(Road):
         v.timer += dt
         v.clip_actions()  # Vehicle.step's speed limits
         lane, index = v.lane, v.lane_index
-        s, lateral = _coordinates(lane, v.position)
+        coords = self._coords.get(id(v))  # _lane_queues' (the position has not moved since)
+        s, lateral = coords if coords is not None else _coordinates(lane, v.position)
         s += max(v.speed, 0.0) * dt
         nxt = self._next_lane(index)
         if s > lane.length and nxt is not None:
             s -= lane.length
             index, lane = nxt, self.network.get_lane(nxt)
-        v.position = lane.position(s, lateral)
+        geometry = _straight(lane)
+        if geometry is None:
+            v.position = lane.position(s, lateral)
+        else:  # StraightLane.position's arithmetic, in the same order, on floats
+            x0, y0, dx, dy, lx, ly = geometry
+            v.position = np.array([x0 + s * dx + lateral * lx, y0 + s * dy + lateral * ly])
         v.heading = lane.heading_at(s)
         v.speed += v.action["acceleration"] * dt
         v.lane_index = v.target_lane_index = index
         v.lane = lane
+
+
+class TrafficVehicle(IDMVehicle):
+    """highway-env's IDM/MOBIL vehicle, step for step, with its scalar ``np.clip`` calls (seven per
+    vehicle per step, ~5 us each: numpy's dispatch on a Python float) as comparisons. A clip is two
+    comparisons, so every value is the same; the transcendental calls stay numpy's (its float64 arcsin,
+    arctan and power need not round as libm's do). ``act``, ``steering_control`` and ``acceleration`` are
+    IDMVehicle's and ControlledVehicle's bodies with only that change; ``tests/test_traffic.py`` holds
+    them to highway-env's own vehicle bit for bit."""
+
+    def act(self, action: dict | str = None):
+        if self.crashed:
+            return
+        action = {}
+        self.follow_road()  # lateral: MOBIL
+        if self.enable_lane_change:
+            self.change_lane_policy()
+        action["steering"] = _clip(self.steering_control(self.target_lane_index),
+                                   -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE)
+        front_vehicle, rear_vehicle = self.road.neighbour_vehicles(self, self.lane_index)  # longitudinal: IDM
+        action["acceleration"] = self.acceleration(ego_vehicle=self, front_vehicle=front_vehicle,
+                                                   rear_vehicle=rear_vehicle)
+        if self.lane_index != self.target_lane_index:  # changing lane: both the current and target lanes
+            front_vehicle, rear_vehicle = self.road.neighbour_vehicles(self, self.target_lane_index)
+            target = self.acceleration(ego_vehicle=self, front_vehicle=front_vehicle, rear_vehicle=rear_vehicle)
+            action["acceleration"] = min(action["acceleration"], target)
+        action["acceleration"] = _clip(action["acceleration"], -self.ACC_MAX, self.ACC_MAX)
+        Vehicle.act(self, action)  # not ControlledVehicle.act, which would override the command
+
+    def steering_control(self, target_lane_index: LaneIndex) -> float:
+        target_lane = self.road.network.get_lane(target_lane_index)
+        lane_coords = target_lane.local_coordinates(self.position)
+        lane_next_coords = lane_coords[0] + self.speed * self.TAU_PURSUIT
+        lane_future_heading = target_lane.heading_at(lane_next_coords)
+        lateral_speed_command = -self.KP_LATERAL * lane_coords[1]
+        heading_command = np.arcsin(_clip(lateral_speed_command / utils.not_zero(self.speed), -1, 1))
+        heading_ref = lane_future_heading + _clip(heading_command, -np.pi / 4, np.pi / 4)
+        heading_rate_command = self.KP_HEADING * utils.wrap_to_pi(heading_ref - self.heading)
+        slip_angle = np.arcsin(_clip(self.LENGTH / 2 / utils.not_zero(self.speed) * heading_rate_command, -1, 1))
+        steering_angle = np.arctan(2 * np.tan(slip_angle))
+        return float(_clip(steering_angle, -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE))
+
+    def acceleration(self, ego_vehicle, front_vehicle: Vehicle = None, rear_vehicle: Vehicle = None) -> float:
+        if not ego_vehicle or not isinstance(ego_vehicle, Vehicle):
+            return 0
+        ego_target_speed = getattr(ego_vehicle, "target_speed", 0)
+        if ego_vehicle.lane and ego_vehicle.lane.speed_limit is not None:
+            ego_target_speed = _clip(ego_target_speed, 0, ego_vehicle.lane.speed_limit)
+        acceleration = self.COMFORT_ACC_MAX * (
+            1 - np.power(max(ego_vehicle.speed, 0) / abs(utils.not_zero(ego_target_speed)), self.DELTA))
+        if front_vehicle:
+            d = ego_vehicle.lane_distance_to(front_vehicle)
+            acceleration -= self.COMFORT_ACC_MAX * np.power(
+                self.desired_gap(ego_vehicle, front_vehicle) / utils.not_zero(d), 2)
+        return acceleration
+
+
+def _clip(x, lo, hi):
+    """np.clip(x, lo, hi) for one number: the same value (NaN stays NaN), without numpy's dispatch."""
+    return x if lo <= x <= hi else (lo if x < lo else (hi if x > hi else x))
 
 
 BOUND_SLACK = 1e-6  # m taken off every lower bound, so rounding never skips the lane that wins
@@ -258,13 +337,22 @@ def centre_line_box(lane: AbstractLane) -> tuple[float, float, float, float] | N
 
 
 def _on_lane_box(lane: AbstractLane) -> tuple[float, float, float, float] | None:
-    """The centre line's box grown by everything ``on_lane(margin=1)`` accepts: half the width + 1 m
-    sideways, VEHICLE_LENGTH past either end (plus 1 m to spare)."""
+    """A box holding every position ``on_lane(margin=1)`` accepts, with 1 m to spare. A straight lane
+    accepts a rectangle in its own frame (VEHICLE_LENGTH past either end, half the width + 1 m
+    sideways): the box of its corners. Other lanes: the centre line's box grown by all of that."""
     box = getattr(lane, "_av_td3_on_lane_box", False)
     if box is False:
-        centre = centre_line_box(lane)
-        grow = max(lane.width_at(0.0), lane.width_at(lane.length)) / 2 + 1.0 + lane.VEHICLE_LENGTH + 1.0
-        box = None if centre is None else (centre[0] - grow, centre[1] - grow, centre[2] + grow, centre[3] + grow)
+        half = max(lane.width_at(0.0), lane.width_at(lane.length)) / 2 + 1.0 + 1.0
+        if type(lane) is StraightLane:
+            ends = (-lane.VEHICLE_LENGTH - 1.0, lane.length + lane.VEHICLE_LENGTH + 1.0)
+            corners = np.array([lane.start + s * lane.direction + lat * lane.direction_lateral
+                                for s in ends for lat in (-half, half)])
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+        else:
+            centre = centre_line_box(lane)
+            grow = half + lane.VEHICLE_LENGTH
+            box = None if centre is None else (centre[0] - grow, centre[1] - grow, centre[2] + grow, centre[3] + grow)
         lane._av_td3_on_lane_box = box
     return box
 
@@ -278,12 +366,27 @@ def box_distance(box: tuple[float, float, float, float] | None, x: float, y: flo
     return math.sqrt(dx * dx + dy * dy)
 
 
+def _straight(lane: AbstractLane) -> tuple[float, float, float, float, float, float] | None:
+    """A StraightLane's start, direction and lateral direction as floats (x0, y0, dx, dy, lx, ly), read
+    once per lane: numpy's per-element access costs more than the far tier's arithmetic. None for
+    other lane shapes."""
+    geometry = getattr(lane, "_av_td3_floats", False)
+    if geometry is False:
+        geometry = None
+        if type(lane) is StraightLane:
+            geometry = (*(float(c) for c in lane.start), *(float(c) for c in lane.direction),
+                        *(float(c) for c in lane.direction_lateral))
+        lane._av_td3_floats = geometry
+    return geometry
+
+
 def _coordinates(lane: AbstractLane, position: np.ndarray) -> tuple[float, float]:
     """lane.local_coordinates on floats for straight lanes (4x cheaper; the far tier's, not bit-exact)."""
-    if isinstance(lane, StraightLane):
-        dx, dy = float(position[0]) - float(lane.start[0]), float(position[1]) - float(lane.start[1])
-        return (dx * float(lane.direction[0]) + dy * float(lane.direction[1]),
-                dx * float(lane.direction_lateral[0]) + dy * float(lane.direction_lateral[1]))
+    geometry = _straight(lane)
+    if geometry is not None:
+        x0, y0, dx, dy, lx, ly = geometry
+        px, py = position.tolist()
+        return (px - x0) * dx + (py - y0) * dy, (px - x0) * lx + (py - y0) * ly
     s, lat = lane.local_coordinates(position)
     return float(s), float(lat)
 
