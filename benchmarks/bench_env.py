@@ -116,25 +116,28 @@ def run(n):
             agent.reset()
             obs, _ = env.reset(seed=episode)
 run(50)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 run(steps)
-print(steps / (time.perf_counter() - t0))
+print(steps / (time.perf_counter() - t0), steps / (time.process_time() - c0))
 """
 
 
 def against_tree(tree: str, scenario: str, image: int, rounds: int, steps: int) -> None:
     """Rounds alternate: that tree's env (its defaults) and this one's (its defaults), each in a fresh
-    process (the same start-up cost for both), ``steps`` steps after a 50-step warm-up."""
+    process (the same start-up cost for both), ``steps`` steps after a 50-step warm-up. Rates per wall
+    second and per CPU second of the process (the latter holds when other work shares the cores)."""
     here = str(__import__("pathlib").Path(__file__).resolve().parents[1])
-    rates: dict[str, list[float]] = {tree: [], "this tree": []}
+    rates: dict[str, list[tuple[float, float]]] = {tree: [], "this tree": []}
     for _ in range(rounds):
         for name, path in ((tree, tree), ("this tree", here)):
             out = subprocess.run([sys.executable, "-c", OTHER_TREE, path, str(SCENARIOS[scenario]), str(image),
                                   str(steps)], capture_output=True, text=True, check=True)
-            rates[name].append(float(out.stdout.split()[-1]))
-    ratios = np.array(rates["this tree"]) / np.array(rates[tree])
-    print(f"{scenario:6s}: {tree} {np.median(rates[tree]):7.1f} steps/s, this tree {np.median(rates['this tree']):7.1f}"
-          f" = {np.median(ratios):.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+            rates[name].append(tuple(float(x) for x in out.stdout.split()[-2:]))
+    for clock, c in (("wall", 0), ("cpu", 1)):
+        old, new = (np.array([r[c] for r in rates[k]]) for k in (tree, "this tree"))
+        ratios = new / old
+        print(f"{scenario:6s} ({clock:4s}): {tree} {np.median(old):7.1f} steps/s, this tree {np.median(new):7.1f}"
+              f" = {np.median(ratios):.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 def episodes(env: HighwayDrivingEnv, n: int) -> list[dict]:

@@ -71,9 +71,10 @@ class NatureCNN(nn.Module):
         Plain NCHW for no-grad forwards (the targets on next_obs): the conversion is a straight pass
         (~1 ms for 256x4x84x84, against ~3.6 ms for the transposing one) and the forward needs no
         flatten copy, so a no-grad encode is ~10% faster on CPU. Values are the same either way."""
-        # One pass (read uint8, write float in the new layout), not a transpose then a conversion.
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return image_u8.to(self.compute_dtype, memory_format=fmt)
+        # Convert, then transpose the floats: a straight conversion is cheap, and PyTorch's float
+        # transpose is faster than its converting one (~150 against ~250 us at 64x4x36x36, one thread).
+        x = image_u8.to(self.compute_dtype, memory_format=torch.contiguous_format)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``image``: uint8 (B, F, H, W), or ``pixels()`` of it in either layout. Returns float32."""
