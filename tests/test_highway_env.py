@@ -104,6 +104,23 @@ def test_vehicle_sprites_drawn_once_are_what_highway_env_draws_every_frame():
     assert len(headings) >= 4 and len(cam._sprites) >= 2  # many headings, more than one sprite
 
 
+def test_camera_gray_is_the_luma_block_mean_of_every_colour():
+    """to_gray's fast product against the plain (pixels, 4) @ (4,) one and block mean, over all 2^24
+    colours (both alpha values a surface can hold): equal bit for bit, or the observations would differ
+    from the env's as it was."""
+    cam = make().camera
+    k, side = cam.k, SIZE * cam.k  # the camera's own shape: BLAS may pick its kernel by size
+    colours = np.arange(2**24, dtype=np.uint32)
+    colours = np.concatenate([colours, colours[: -len(colours) % (side * side)]]).reshape(-1, side, side)
+    for alpha in (0, 255):
+        samples = colours | np.uint32(alpha << 24)
+        luma = samples.view(np.uint8).reshape(*samples.shape, 4).astype(np.float32) @ cam.luma
+        total = sum(luma[:, i::k, j::k] for i in range(k) for j in range(k))
+        expected = (total / (k * k)).round().clip(0, 255).astype(np.uint8)
+        for image, want in zip(samples, expected):
+            assert np.array_equal(cam.to_gray(image), want)
+
+
 def test_same_seed_same_episode_and_other_seed_other_traffic():
     rng = np.random.default_rng(1)
     actions = np.stack([rng.uniform(-0.1, 0.1, 40), rng.uniform(0.2, 1.0, 40)], axis=1)

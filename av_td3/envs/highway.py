@@ -187,7 +187,8 @@ class TopDownCamera:
         # The window's origin sits on the road cache's pixel grid, so the blit copies pixels 1:1.
         ox, oy = (int(math.floor(v)) - size // 2 for v in (ego.position - self.road.origin) * self.scaling)
         self.view.origin = self.road.origin + np.array([ox, oy]) / self.scaling
-        self.view.fill(WorldSurface.BLACK)
+        if not (0 <= ox <= self.road.get_width() - size and 0 <= oy <= self.road.get_height() - size):
+            self.view.fill(WorldSurface.BLACK)  # part of the window is off the cached road
         self.view.blit(self.road, (max(-ox, 0), max(-oy, 0)),
                        area=pygame.Rect(max(ox, 0), max(oy, 0), size, size))
         centre = self.view.origin + size / 2 / self.scaling
@@ -240,11 +241,18 @@ class TopDownCamera:
     def to_gray(self, samples: np.ndarray) -> np.ndarray:
         """ITU-R 601 luma (as contract.to_gray_uint8) averaged over each k x k block: with an integer
         factor contract.resize_area's fractional-box resize is a plain block mean."""
-        luma = self._bytes(samples) @ self.luma  # float32 matrix product: the cheap way through 3 channels
+        # A float32 vector-matrix product over the pixels' 4 bytes, laid out (4, pixels): BLAS's kernel
+        # for that shape is ~6x faster than for (pixels, 4) @ (4,), with the same result for every one
+        # of the 2^24 colours (tests/test_highway_env.py holds it to the (pixels, 4) product).
+        planes = samples.view(np.uint8).reshape(-1, 4).T.astype(np.float32)
+        luma = (self.luma @ planes).reshape(samples.shape)
         k = self.k
         # Block mean as k^2 strided adds (numpy's reduction over small inner axes is ~10x slower).
-        total = sum(luma[i::k, j::k] for i in range(k) for j in range(k))
-        return (total / (k * k)).round().clip(0, 255).astype(np.uint8)
+        total = luma[0::k, 0::k].copy()
+        for i, j in [(i, j) for i in range(k) for j in range(k)][1:]:
+            total += luma[i::k, j::k]
+        total /= k * k
+        return total.round(out=total).clip(0, 255, out=total).astype(np.uint8)
 
     def to_rgb(self, samples: np.ndarray) -> np.ndarray:
         return self._bytes(samples)[..., self.rgb_bytes].astype(np.uint8)
