@@ -178,8 +178,6 @@ LEVERS = {
 
 @pytest.mark.parametrize("lever", sorted(LEVERS))
 def test_each_ablation_arm_is_the_reference_plus_one_lever(compose, lever):
-    from omegaconf import OmegaConf
-
     def keys(overrides):
         cfg = compose(["+experiment=learn_to_drive_ablation", *overrides])
         return {(g, k): v for g in ("env", "agent", "exploration", "trainer")

@@ -78,7 +78,7 @@ def test_legend_is_outside_every_axes_and_names_the_statistic(rows):
         top = legend.get_window_extent().y1
         assert all(top <= ax.get_window_extent().y0 for ax in fig.axes)  # below every axes
         assert "mean over runs" in legend.get_title().get_text() and "95% bootstrap CI" in legend.get_title().get_text()
-        assert all(f"(n=2)" in t.get_text() for t in legend.get_texts()[:3])
+        assert all("(n=2)" in t.get_text() for t in legend.get_texts()[:3])
         assert min(t.get_fontsize() for t in legend.get_texts()) >= 8
 
 
