@@ -105,9 +105,9 @@ def test_vehicle_sprites_drawn_once_are_what_highway_env_draws_every_frame():
 
 
 def test_camera_gray_is_the_luma_block_mean_of_every_colour():
-    """to_gray's fast product against the plain (pixels, 4) @ (4,) one and block mean, over all 2^24
-    colours (both alpha values a surface can hold): equal bit for bit, or the observations would differ
-    from the env's as it was."""
+    """to_gray's luma table against the (pixels, 4) @ (4,) product it replaces, with its block mean,
+    over all 2^24 colours (both alpha values a surface can hold): equal bit for bit, or the
+    observations would differ from the env's as it was."""
     cam = make().camera
     k, side = cam.k, SIZE * cam.k  # the camera's own shape: BLAS may pick its kernel by size
     colours = np.arange(2**24, dtype=np.uint32)

@@ -2,9 +2,8 @@
 
 The static road is rendered once; each step a window of it around the ego gets the vehicles drawn on,
 and a rotated grid of ``render_scale``^2 samples per image pixel is read from it and area-averaged to
-grayscale. Every shortcut here (cached sprites and rotations, the luma product's layout, the skipped
-fill) leaves the pixels exactly as highway-env's own drawing calls would make them
-(tests/test_highway_env.py).
+grayscale. Every shortcut here (cached sprites and rotations, the luma table, the skipped fill) leaves
+the pixels exactly as highway-env's own drawing calls would make them (tests/test_highway_env.py).
 """
 
 from __future__ import annotations
@@ -60,6 +59,28 @@ def rotate_sprite(image: pygame.Surface, angle: float) -> tuple:
     return pygame.transform.rotate(image, angle), origin_pos, min_box, max_box, pivot_move
 
 
+_LUMA_TABLES: dict[bytes, np.ndarray] = {}
+
+
+def luma_table(weights: np.ndarray) -> np.ndarray:
+    """The float32 luma of every 24-bit colour (bytes 0-2 of a pixel; byte 3, alpha, has no weight), as
+    the per-pixel product bytes @ weights computes it: 64 MB, built once per process (~0.3 s), and a
+    sample's luma is then one lookup instead of a byte conversion and a product (~20 of ~45 us per
+    84x84 frame). tests/test_highway_env.py holds it to the product for all 2^24 colours and both alpha
+    values, at the camera's shape."""
+    key = weights.tobytes()
+    table = _LUMA_TABLES.get(key)
+    if table is None:
+        table = np.empty(2**24, dtype=np.float32)
+        # Products of at most 2048 rows: OpenBLAS keeps a gemv that small on the calling thread (larger
+        # ones wake its worker threads, which then spin on the other cores after the call).
+        colours = np.arange(2**24, dtype=np.uint32).view(np.uint8).reshape(-1, 2048, 4)
+        for block, out in zip(colours, table.reshape(-1, 2048)):
+            out[:] = block.astype(np.float32) @ weights
+        table = _LUMA_TABLES[key] = table
+    return table
+
+
 class TopDownCamera:
     """highway-env's rendering around the ego, heading up: ``render`` gives (H k, W k) samples as the
     surface's packed 32-bit pixels, ``to_gray`` the (H, W) uint8 image, ``to_rgb`` the (H k, W k, 3) one."""
@@ -104,23 +125,29 @@ class TopDownCamera:
             LaneGraphics.display(lane, self.road)
 
     def render(self, vehicles: list[Vehicle], ego: Vehicle) -> np.ndarray:
-        size = self.size
-        # The window's origin sits on the road cache's pixel grid, so the blit copies pixels 1:1.
-        ox, oy = (int(math.floor(v)) - size // 2 for v in (ego.position - self.road.origin) * self.scaling)
-        self.view.origin = self.road.origin + np.array([ox, oy]) / self.scaling
+        size, sc = self.size, self.scaling
+        # Two-element geometry on floats (numpy's per-call cost is most of it), the same operations in
+        # the same order as on the arrays. The window's origin sits on the road cache's pixel grid, so
+        # the blit copies pixels 1:1.
+        ex, ey = ego.position.tolist()
+        rx, ry = self.road.origin.tolist()
+        ox, oy = int(math.floor((ex - rx) * sc)) - size // 2, int(math.floor((ey - ry) * sc)) - size // 2
+        vx, vy = rx + ox / sc, ry + oy / sc
+        self.view.origin = np.array([vx, vy])
         if not (0 <= ox <= self.road.get_width() - size and 0 <= oy <= self.road.get_height() - size):
             self.view.fill(WorldSurface.BLACK)  # part of the window is off the cached road
         self.view.blit(self.road, (max(-ox, 0), max(-oy, 0)),
                        area=pygame.Rect(max(ox, 0), max(oy, 0), size, size))
-        centre = self.view.origin + size / 2 / self.scaling
-        cx0, cy0 = centre.tolist()
+        cx0, cy0 = vx + size / 2 / sc, vy + size / 2 / sc  # the window's centre
         for v in vehicles:
             x, y = v.position.tolist()
             if abs(x - cx0) <= self.draw_reach and abs(y - cy0) <= self.draw_reach:
                 self._draw(v)
         # World = ego + fwd (cos h, sin h) + right (-sin h, cos h), in the window's pixels; the window is
         # large enough that every sample falls inside it.
-        cx, cy = (ego.position - self.view.origin) * self.scaling
+        # numpy float64 scalars, as the array arithmetic gave: added to the float32 grids they promote
+        # them to float64 (a Python float would not).
+        cx, cy = np.float64((ex - vx) * sc), np.float64((ey - vy) * sc)
         c, s = math.cos(ego.heading), math.sin(ego.heading)
         px = np.add.outer(cx + self.fwd * c, -self.right * s).astype(np.int32)  # floor: all positive
         py = np.add.outer(cy + self.fwd * s, self.right * c).astype(np.int32)
@@ -162,11 +189,11 @@ class TopDownCamera:
     def to_gray(self, samples: np.ndarray) -> np.ndarray:
         """ITU-R 601 luma (as contract.to_gray_uint8) averaged over each k x k block: with an integer
         factor contract.resize_area's fractional-box resize is a plain block mean."""
-        # A float32 vector-matrix product over the pixels' 4 bytes, laid out (4, pixels): BLAS's kernel
-        # for that shape takes ~5 us where (pixels, 4) @ (4,) takes ~32, with the same result for every
-        # one of the 2^24 colours (tests/test_highway_env.py holds it to the (pixels, 4) product).
-        planes = samples.view(np.uint8).reshape(-1, 4).T.astype(np.float32)
-        luma = (self.luma @ planes).reshape(samples.shape)
+        alpha = ({0, 1, 2, 3} - set(self.rgb_bytes)).pop()  # the byte luma gives no weight
+        if alpha == 3:  # little-endian: the colour is the low 24 bits, one lookup per sample
+            luma = luma_table(self.luma).take(samples & np.uint32(0xFFFFFF))
+        else:
+            luma = self._bytes(samples) @ self.luma
         k = self.k
         # Block mean as k^2 strided adds (numpy's reduction over small inner axes is ~10x slower).
         total = luma[0::k, 0::k].copy()

@@ -58,8 +58,9 @@ def observation_space(cfg) -> spaces.Dict:
 
 def split_action(action: np.ndarray) -> tuple[float, float, float]:
     """[steer, throttle_brake] in [-1, 1] -> (steer, throttle, brake); out-of-range input is clipped."""
-    steer = float(np.clip(action[0], -1.0, 1.0))
-    tb = float(np.clip(action[1], -1.0, 1.0))
+    # min/max, not np.clip: the same value (NaN stays NaN), without numpy's ~4 us per scalar call.
+    steer = min(max(float(action[0]), -1.0), 1.0)
+    tb = min(max(float(action[1]), -1.0), 1.0)
     return steer, max(tb, 0.0), max(-tb, 0.0)
 
 

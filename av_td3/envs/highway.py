@@ -227,14 +227,18 @@ class HighwayDrivingEnv(gym.Env):
         within reach (Euclidean, centre to centre) are projected onto the route together."""
         ego, cfg = self.ego, self.cfg
         best, ttc = math.inf, math.inf
-        npcs = [v for v in self.road.vehicles if v is not ego]
-        if not npcs:
+        reach = cfg.obstacle_range + ego.LENGTH  # Euclidean pre-filter, centre to centre
+        reach2 = reach * reach
+        ex, ey = ego.position.tolist()
+        near = []
+        for v in self.road.vehicles:  # on floats: numpy's per-call cost exceeds the arithmetic here
+            if v is not ego:
+                x, y = v.position.tolist()
+                if (x - ex) * (x - ex) + (y - ey) * (y - ey) <= reach2:
+                    near.append(v)
+        if not near:
             return best, ttc
-        reach = cfg.obstacle_range + ego.LENGTH
-        xy = np.array([v.position for v in npcs], dtype=np.float64)
-        near = (np.sum((xy - ego.position) ** 2, axis=1) <= reach * reach).tolist()
-        npcs = [v for v, inside in zip(npcs, near) if inside]
-        for v, p in zip(npcs, self.route.project_many(xy[near])):
+        for v, p in zip(near, self.route.project_many(np.array([v.position for v in near]))):
             gap = max(p.s - s - (ego.LENGTH + v.LENGTH) / 2, 0.0)
             if p.s <= s or abs(p.lateral - lateral) >= cfg.reward.lane_width / 2 or gap > cfg.obstacle_range:
                 continue

@@ -50,6 +50,8 @@ class Route:
         self.seg_len = np.linalg.norm(d, axis=1)
         self.seg_dir = d / self.seg_len[:, None]
         self.seg_yaw = np.arctan2(d[:, 1], d[:, 0])
+        self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()  # contiguous: np.interp copies views
+        self._offsets: dict[tuple[int, float], np.ndarray] = {}  # waypoints_ahead's spacing * (1..n)
 
     @property
     def length(self) -> float:
@@ -99,7 +101,7 @@ class Route:
     def point_at(self, s: np.ndarray | float) -> np.ndarray:
         """(x, y) at arc length(s), clamped to the route's ends."""
         s = np.clip(s, 0.0, self.length)
-        return np.stack([np.interp(s, self.s, self.xy[:, 0]), np.interp(s, self.s, self.xy[:, 1])], -1)
+        return np.stack([np.interp(s, self.s, self._x), np.interp(s, self.s, self._y)], -1)
 
     def yaw_at(self, s: float) -> float:
         i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_yaw) - 1))
@@ -114,7 +116,10 @@ class Route:
                         n: int = N_WAYPOINTS, spacing: float = WAYPOINT_SPACING) -> np.ndarray:
         """The ``n`` route points at s + spacing, s + 2 spacing, ... as (x forward, y right) in the
         vehicle frame. Past the goal they repeat the goal."""
-        pts = self.point_at(s + spacing * np.arange(1, n + 1))
+        offsets = self._offsets.get((n, spacing))
+        if offsets is None:
+            offsets = self._offsets[(n, spacing)] = spacing * np.arange(1, n + 1)
+        pts = self.point_at(s + offsets)
         return to_vehicle_frame(pts, position, yaw)
 
 

@@ -169,9 +169,11 @@ class TrafficRoad(Road):
     def _far_npcs(self) -> set[int]:
         if self.centre is None or math.isinf(self.lod_radius) or not len(self._xy):
             return set()
-        d2 = np.sum((self._xy - np.asarray(self.centre.position, dtype=np.float64)) ** 2, axis=1)
-        return {id(v) for v, far in zip(self._points, (d2 > self.lod_radius ** 2).tolist())
-                if far and v is not self.centre and isinstance(v, IDMVehicle) and not v.crashed}
+        cx, cy = (float(c) for c in self.centre.position)
+        r2 = self.lod_radius ** 2
+        return {id(v) for v, (x, y) in zip(self._points, self._xy.tolist())  # floats: a few dozen points
+                if (x - cx) * (x - cx) + (y - cy) * (y - cy) > r2
+                and v is not self.centre and isinstance(v, IDMVehicle) and not v.crashed}
 
     def _lane_queues(self) -> dict[LaneIndex, list[tuple[float, Vehicle]]]:
         """Every vehicle by the lane it is on (its own lane_index), sorted by its position along it: the
