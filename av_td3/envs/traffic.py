@@ -198,13 +198,13 @@ class TrafficRoad(Road):
         target = float(getattr(v, "target_speed", 0.0))
         if v.lane.speed_limit is not None:
             target = min(max(target, 0.0), v.lane.speed_limit)
-        accel = v.COMFORT_ACC_MAX * (1 - (speed / abs(_not_zero(target))) ** v.DELTA)
+        accel = v.COMFORT_ACC_MAX * (1 - (speed / abs(utils.not_zero(target))) ** v.DELTA)
         gap, front = self._leader(v)
         if front is not None:
             closing = speed - float(front.speed) * math.cos(float(front.heading) - float(v.heading))
             desired = v.DISTANCE_WANTED + speed * v.TIME_WANTED \
                 + speed * closing / (2 * math.sqrt(-v.COMFORT_ACC_MAX * v.COMFORT_ACC_MIN))
-            accel -= v.COMFORT_ACC_MAX * (desired / _not_zero(gap)) ** 2
+            accel -= v.COMFORT_ACC_MAX * (desired / utils.not_zero(gap)) ** 2
         v.action = {"steering": 0.0, "acceleration": min(max(accel, -v.ACC_MAX), v.ACC_MAX)}
 
     def _leader(self, v: Vehicle) -> tuple[float, Vehicle | None]:
@@ -391,10 +391,6 @@ def _coordinates(lane: AbstractLane, position: np.ndarray) -> tuple[float, float
         return (px - x0) * dx + (py - y0) * dy, (px - x0) * lx + (py - y0) * ly
     s, lat = lane.local_coordinates(position)
     return float(s), float(lat)
-
-
-def _not_zero(x: float, eps: float = 1e-2) -> float:
-    return x if abs(x) > eps else (eps if x >= 0 else -eps)
 
 
 def _candidate_pairs(vehicles: list[Vehicle], dt: float) -> list[tuple[Vehicle, Vehicle]]:
