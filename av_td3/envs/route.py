@@ -70,19 +70,12 @@ class Route:
 
     def project(self, position: np.ndarray) -> Projection:
         """The closest point of the route to ``position`` (x, y)."""
-        p = np.asarray(position, dtype=np.float64)[:2]
-        rel = p - self.xy[:-1]
-        t = np.clip(np.einsum("ij,ij->i", rel, self.seg_dir), 0.0, self.seg_len)
-        closest = self.xy[:-1] + self.seg_dir * t[:, None]
-        i = int(np.argmin(np.sum((p - closest) ** 2, axis=1)))
-        yaw = float(self.seg_yaw[i])
-        off = p - closest[i]
-        lateral = -off[0] * math.sin(yaw) + off[1] * math.cos(yaw)
-        return Projection(s=float(self.s[i] + t[i]), lateral=float(lateral), route_yaw=yaw, index=i)
+        return self.project_many(np.asarray(position, dtype=np.float64)[:2])[0]
 
     def project_many(self, positions: np.ndarray) -> list[Projection]:
-        """``project`` of each (x, y) row, in one pass over the route: the same operations broadcast over
-        the points, so every projection is bit for bit ``project``'s (tests/test_route.py)."""
+        """The closest route point to each (x, y) row, all in one pass over the route's segments (numpy's
+        per-call cost, not the arithmetic, is most of a projection). Each row's result does not depend
+        on the others (tests/test_route_contract.py)."""
         p = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
         if not len(p):
             return []
