@@ -19,7 +19,8 @@ seeds (``trainer.eval_seeds``), ``trainer.eval_episodes`` every ``trainer.eval_e
 ``trainer.final_eval_episodes`` at the end, for every contender alike. Per evaluation step and contender
 it prints success rate, collisions per km and return over seeds as mean and IQM with 95% stratified-
 bootstrap CIs (rliable, via ``av_td3.analysis.stats``), the wall time of each learner's training call
-(evaluations included) and the ratio between them, and it writes ``OUT/learning_curves.png`` and
+(evaluations included) and the ratio between them, the env frames each ran per second (training and
+evaluation frames) and that ratio, and it writes ``OUT/learning_curves.png`` and
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time.
 
@@ -80,6 +81,13 @@ def job(contender: str, seed: int, overrides: list[str], out: str) -> dict:
     return {"contender": contender, "seed": seed, **result}
 
 
+def evaluation_frames(evals: list[dict], t) -> int:
+    """Env frames the evaluations ran: each phase's episodes times their mean length (in frames), the last
+    phase with ``final_eval_episodes``. A learner that drives the whole route runs longer episodes."""
+    episodes = [t.eval_episodes] * (len(evals) - 1) + [t.final_eval_episodes or t.eval_episodes]
+    return round(sum(n * e["avg_episode_length"] for n, e in zip(episodes, evals)))
+
+
 def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
     from av_td3.trainer import Trainer
 
@@ -88,7 +96,8 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
     trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
     # The run's wall time over all its sessions (a resumed run counts its earlier ones too).
-    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step}
+    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step,
+            "eval_frames": evaluation_frames(evals, cfg.trainer)}
 
 
 def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
@@ -166,7 +175,8 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     final = evaluate(Policy(model), test_env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
     wall = time.perf_counter() - t0
     evals.append({"step": model.num_timesteps * k, **final})
-    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k}
+    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k,
+            "eval_frames": evaluation_frames(evals, t)}
 
 
 class Policy:
@@ -307,8 +317,12 @@ def main() -> None:
     _, cfg = compose(["+experiment=learn_to_drive", *args.overrides])
     if args.replot:
         return report(saved["runs"], cfg, args)
+    npcs = f"{cfg.scenario.npc_vehicles} NPCs"
+    if hasattr(cfg.env, "traffic_fraction"):  # the embedded env spawns this share of the scenario's NPCs
+        npcs = (f"{round(cfg.scenario.npc_vehicles * cfg.env.traffic_fraction)} NPCs (the scenario's "
+                f"{cfg.scenario.npc_vehicles} x env.traffic_fraction {cfg.env.traffic_fraction})")
     print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
-          f"frames, action repeat {cfg.trainer.action_repeat}, scenario {cfg.scenario.npc_vehicles} NPCs, "
+          f"frames, action repeat {cfg.trainer.action_repeat}, {npcs}, "
           f"seeds {args.seeds}")
     print(f"SB3 has no counterpart of agent.augmentation={cfg.agent.augmentation}, "
           f"agent.saturation_penalty={cfg.agent.saturation_penalty}, "
@@ -344,11 +358,20 @@ def report(results: list[dict], cfg, args) -> None:
     walls = {c: {r["seed"]: r for r in results if r["contender"] == c} for c in ("ours", "sb3")}
     common = sorted(set(walls["ours"]) & set(walls["sb3"]))
     if common:
+        # Two views of one run: the wall time of the same training budget (evaluations included), and
+        # env frames per second counting evaluation frames too (the learner that completes the route
+        # evaluates on more frames for the same budget, so its wall time holds more work).
         ratios = [walls["sb3"][s]["wall_s"] / walls["ours"][s]["wall_s"] for s in common]
-        fps = {c: np.median([walls[c][s]["frames"] / walls[c][s]["wall_s"] for s in common]) for c in walls}
-        print(f"\nend-to-end env frames/s (training and evaluation, median over seeds): ours {fps['ours']:.1f}, "
-              f"sb3 {fps['sb3']:.1f}; wall-time ratio sb3/ours per seed {[round(x, 2) for x in ratios]}, "
-              f"median {np.median(ratios):.2f}x")
+        rates = {c: {s: (walls[c][s]["frames"] + walls[c][s]["eval_frames"]) / walls[c][s]["wall_s"]
+                     for s in common} for c in walls}
+        rate_ratios = [rates["ours"][s] / rates["sb3"][s] for s in common]
+        eval_frames = {c: [walls[c][s]["eval_frames"] for s in common] for c in walls}
+        print(f"\nsame training budget ({cfg.trainer.total_steps} frames, evaluations included): wall-time "
+              f"ratio sb3/ours per seed {[round(x, 2) for x in ratios]}, median {np.median(ratios):.2f}x")
+        print(f"end-to-end env frames/s, training + evaluation frames (evaluation frames per seed: ours "
+              f"{eval_frames['ours']}, sb3 {eval_frames['sb3']}), median over seeds: ours "
+              f"{np.median(list(rates['ours'].values())):.1f}, sb3 {np.median(list(rates['sb3'].values())):.1f}; "
+              f"ratio ours/sb3 per seed {[round(x, 2) for x in rate_ratios]}, median {np.median(rate_ratios):.2f}x")
     for name in ("ours", "sb3"):
         if walls[name]:
             print(f"{name} wall per seed (s): {[round(walls[name][s]['wall_s']) for s in sorted(walls[name])]}")

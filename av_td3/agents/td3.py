@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from av_td3.agents.flat import FlatParameters
 from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups, random_shift
 from av_td3.agents.spec import AgentSpec
 from av_td3.gradients import GuardedStep
@@ -72,10 +73,15 @@ class TD3Agent:
                 if net.encoder is not None:
                     net.encoder.compile(dynamic=False)
 
+        # Each network's parameters and gradients packed into one buffer (agents/flat.py): Adam, zero_grad
+        # and the soft target update run one kernel per network instead of one per tensor.
+        self.flat = {name: FlatParameters(getattr(self, name))
+                     for name in ("critic", "actor", "critic_target", "actor_target")}
+        self._unchecked = {"critic", "actor"}  # networks whose packed gradients no backward has checked yet
         # fused=True: one kernel per step, and its found_inf skips non-finite steps on the device.
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr,
+        self.critic_opt = torch.optim.Adam([self.flat["critic"].param], lr=critic_lr,
                                            weight_decay=weight_decay, fused=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr,
+        self.actor_opt = torch.optim.Adam([self.flat["actor"].param], lr=actor_lr,
                                           weight_decay=weight_decay, fused=True)
         # Update sizes are measured once per logging interval: the actor steps every policy_delay-th update.
         every = spec.diagnostics_every
@@ -136,8 +142,7 @@ class TD3Agent:
         feat = self._encode(self.critic.encoder, obs)
         qs = self.critic(feat, obs["vector"], action)
         critic_loss = sum(F.mse_loss(q, target_q) for q in qs)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        self._backward("critic", critic_loss)
         critic = self.critic_step(critic_loss)
         metrics = {"critic_loss": critic_loss.detach(), "q1": qs[0].detach().mean(),
                    "q2": qs[-1].detach().mean(), **{f"critic_{k}": v for k, v in critic.items()}}
@@ -157,17 +162,25 @@ class TD3Agent:
         actor_loss = -self.critic.heads[0](torch.cat([critic_feat, obs["vector"], action_pi], 1)).mean()
         if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
             actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        self._backward("actor", actor_loss)
         actor = self.actor_step(actor_loss)
 
         # Soft target updates, skipped (tau -> 0) when either step was skipped as non-finite.
         tau = self.tau * (critic["finite"] & actor["finite"]).float()
-        for net, target in ((self.critic, self.critic_target), (self.actor, self.actor_target)):
-            torch._foreach_lerp_(list(target.parameters()), list(net.parameters()), tau)
+        for name in ("critic", "actor"):
+            self.flat[f"{name}_target"].param.data.lerp_(self.flat[name].param.data, tau)
         metrics.update(actor_loss=actor_loss.detach(), actor_pre_tanh=pre_tanh.detach().abs().mean(),
                        **{f"actor_{k}": v for k, v in actor.items()})
         return metrics
+
+    def _backward(self, name: str, loss: torch.Tensor) -> None:
+        """Zero the network's packed gradients and backpropagate ``loss`` into them (checked once per
+        agent that autograd accumulated into the buffer)."""
+        self.flat[name].zero_grad()
+        loss.backward()
+        if name in self._unchecked:
+            self.flat[name].check_grads()
+            self._unchecked.discard(name)
 
     # --- checkpointing ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -179,9 +192,10 @@ class TD3Agent:
                 "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict) -> None:
-        for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt", "critic_opt",
-                     "actor_step", "critic_step"):
+        for name in ("actor", "critic", "actor_target", "critic_target", "actor_step", "critic_step"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("actor", "critic"):  # a checkpoint from before packing holds per-tensor moments
+            getattr(self, f"{name}_opt").load_state_dict(self.flat[name].adopt_optimizer_state(state[f"{name}_opt"]))
         self.num_updates = int(state["num_updates"])
 
     def guarded_steps(self) -> dict[str, GuardedStep]:
