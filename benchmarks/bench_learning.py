@@ -96,8 +96,7 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
     trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
     # The run's wall time over all its sessions (a resumed run counts its earlier ones too).
-    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step,
-            "eval_frames": evaluation_frames(evals, cfg.trainer)}
+    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step}
 
 
 def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
@@ -175,8 +174,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     final = evaluate(Policy(model), test_env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
     wall = time.perf_counter() - t0
     evals.append({"step": model.num_timesteps * k, **final})
-    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k,
-            "eval_frames": evaluation_frames(evals, t)}
+    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k}
 
 
 class Policy:
@@ -362,10 +360,10 @@ def report(results: list[dict], cfg, args) -> None:
         # env frames per second counting evaluation frames too (the learner that completes the route
         # evaluates on more frames for the same budget, so its wall time holds more work).
         ratios = [walls["sb3"][s]["wall_s"] / walls["ours"][s]["wall_s"] for s in common]
-        rates = {c: {s: (walls[c][s]["frames"] + walls[c][s]["eval_frames"]) / walls[c][s]["wall_s"]
-                     for s in common} for c in walls}
+        eval_frames = {c: [evaluation_frames(walls[c][s]["evals"], cfg.trainer) for s in common] for c in walls}
+        rates = {c: {s: (walls[c][s]["frames"] + n) / walls[c][s]["wall_s"] for s, n in zip(common, eval_frames[c])}
+                 for c in walls}
         rate_ratios = [rates["ours"][s] / rates["sb3"][s] for s in common]
-        eval_frames = {c: [walls[c][s]["eval_frames"] for s in common] for c in walls}
         print(f"\nsame training budget ({cfg.trainer.total_steps} frames, evaluations included): wall-time "
               f"ratio sb3/ours per seed {[round(x, 2) for x in ratios]}, median {np.median(ratios):.2f}x")
         print(f"end-to-end env frames/s, training + evaluation frames (evaluation frames per seed: ours "
