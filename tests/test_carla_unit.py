@@ -23,7 +23,8 @@ from av_td3.envs.carla.ports import resolve_ports
 from av_td3.envs.carla.routes import DEFAULT_ROUTE, load_route
 from av_td3.envs.carla.sensors import EventLog, FrameMatcher, bgra_to_gray, bgra_to_rgb, nearest_obstacle
 from av_td3.envs.carla.traffic import choose_spawn_points
-from av_td3.envs.carla.vehicle import EgoState, Tracker, measure, observation_vector, to_vehicle_control
+from av_td3.envs.carla.vehicle import EgoState, Tracker, measure, to_vehicle_control
+from av_td3.envs.observation import observation_vector
 from av_td3.envs.contract import N_WAYPOINTS, VECTOR_SIZE
 
 try:  # the pure parts are tested everywhere; what needs the client wheel skips where it is missing
@@ -98,7 +99,7 @@ def test_waypoints_in_the_vehicle_frame_at_the_route_start(route):
     np.testing.assert_allclose(wps[:, 1], 0.0, atol=1e-6)
     ego = state(*route.start, route.start_yaw())
     q, proj, _ = measure_at(route, ego, Tracker.start(route, ego))
-    vec = observation_vector(route, ego, q, proj)
+    vec = observation_vector(CarlaEnvConfig(), route, q, proj, ego.position, ego.yaw, np.zeros(2))
     assert vec.shape == (VECTOR_SIZE,) and vec.dtype == np.float32
     assert vec[3] == pytest.approx(2.0 / 50) and vec[-2] == pytest.approx(50.0 / 50)
 

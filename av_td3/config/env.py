@@ -3,10 +3,13 @@
 
 import math
 from dataclasses import dataclass, field
+from typing import Dict, List
 
 from av_td3.config.errors import check
 
 MAX_SUBSTEP_DELTA, MAX_SUBSTEPS = 0.01, 10  # CARLA's default world settings for physics substepping
+CAMERAS = ("topdown", "dashcam", "none")
+VECTORS = ("reference", "minimal", "none")
 
 
 @dataclass
@@ -123,10 +126,46 @@ class DrivingEnvConfig(EnvProcessConfig):
     # Append the measured longitudinal acceleration / 8 m/s^2 (an IMU's reading). With an actuator lag
     # the acceleration is state that speed alone does not show, so without it the task is not Markov.
     observe_acceleration: bool = False
+    # The image the policy sees: dashcam (a pinhole camera with the mount and intrinsics below: CARLA's
+    # RGB camera, or the embedded simulator's projection of its world, envs/dashcam.py), topdown (the
+    # embedded simulator's heading-up map, envs/camera.py) or none (no image: the agents build no CNN).
+    camera: str = "dashcam"
+    # The observation vector: reference (SPEC's 53 floats plus the observe_* features), minimal (speed,
+    # acceleration, the previous action and a route command for the next turn, what a CARLA leaderboard
+    # agent receives: no waypoints, no lateral or heading error, no gap) or none (no vector).
+    vector: str = "reference"
+    # m: the minimal vector's route command announces a turn (left / right) that starts within this
+    # distance ahead (envs/route.py, Route.command).
+    command_distance: float = 30.0
+    # The route CSV (x, y, target_speed; `#` comments; envs/route_file.py), anywhere on disk. "" = the
+    # env's own: the packaged Town01 reference route for CARLA, the built-in road for the embedded one.
+    route_file: str = ""
+    # The dashcam: resolution, horizontal field of view and mount (forward of the vehicle's centre, up,
+    # pitched up by camera_pitch degrees), as CARLA's sensor.camera.rgb takes them. The policy sees it
+    # through contract.to_gray_uint8 (grayscale, area resize to image_height x image_width) in both envs.
+    camera_width: int = 256
+    camera_height: int = 144
+    camera_fov: float = 90.0  # degrees
+    camera_x: float = 1.6  # m forward of the vehicle origin
+    camera_z: float = 1.5  # m up
+    camera_pitch: float = 0.0  # degrees, + looks up
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def check(self, key: str = "env") -> None:
         self.check_process()
+        check(self.camera in CAMERAS, f"{key}.camera", f"must be one of {', '.join(CAMERAS)}, got {self.camera!r}")
+        check(self.vector in VECTORS, f"{key}.vector", f"must be one of {', '.join(VECTORS)}, got {self.vector!r}")
+        check(self.camera != "none" or self.vector != "none", f"{key}.vector",
+              "env.camera=none and env.vector=none leave the policy nothing to observe")
+        for name in ("observe_obstacle", "observe_acceleration"):
+            check(self.vector == "reference" or not getattr(self, name), f"{key}.{name}",
+                  f"extends env.vector=reference only (env.vector={self.vector} has no such feature); set it false")
+        check(self.command_distance > 0, f"{key}.command_distance", f"must be positive, got {self.command_distance}")
+        for name in ("camera_width", "camera_height"):
+            check(getattr(self, name) >= 1, f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(0 < self.camera_fov < 180, f"{key}.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
+        check(self.camera_z > 0, f"{key}.camera_z", f"must be positive (above the road), got {self.camera_z}")
+        check(-90 < self.camera_pitch < 90, f"{key}.camera_pitch", f"must be in (-90, 90), got {self.camera_pitch}")
         for name in ("image_height", "image_width", "frame_stack", "max_episode_steps"):
             value = getattr(self, name)
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
@@ -142,6 +181,24 @@ class HighwayEnvConfig(DrivingEnvConfig):
     """The embedded simulator on highway-env: SPEC's route shape on a two-lane road, IDM traffic."""
 
     _target_: str = "av_td3.envs.highway.HighwayDrivingEnv"
+    camera: str = "topdown"
+    # The roads: "" = one road, from env.route_file or the built-in one below (straight_length, turn_radius,
+    # exit_length); or a split of route_splits: training episodes each draw one of its routes, and
+    # evaluation runs over eval_routes (one route after another across the phase's episodes).
+    routes: str = ""
+    eval_routes: str = ""  # a split of route_splits; "" = the same roads as training
+    # Named lists of route CSVs: file names in the packaged route set (av_td3/envs/routes/) or paths.
+    route_splits: Dict[str, List[str]] = field(default_factory=lambda: {
+        "train": ["right_90_r20.csv", "left_90_r9.csv", "s_bend_r30.csv", "right_curve_r60.csv",
+                  "left_hairpin_r15.csv", "chicane_r25.csv", "right_left_r12.csv", "long_straight.csv"],
+        "test": ["left_90_r20.csv", "right_90_r8.csv", "s_bend_r45.csv", "left_curve_r80_right_r10.csv"],
+    })
+    # m of road before the route's start: NPCs may spawn there, behind the ego (0 = the reference: the
+    # road starts where the route does, and every NPC is ahead).
+    npc_lead_in: float = 0.0
+    # Tyre friction coefficient: the ego's lateral acceleration is capped at friction x 9.81 m/s^2 (it
+    # understeers past it). inf = no cap (the reference's kinematic bicycle).
+    friction: float = math.inf
     simulation_frequency: int = 20  # Hz; one policy step per simulation step (CARLA's 0.05 s)
     straight_length: float = 200.0  # m, the long straight before the turn
     turn_radius: float = 20.0  # m, the 90-degree turn
@@ -197,6 +254,16 @@ class HighwayEnvConfig(DrivingEnvConfig):
               f"need 0 <= npc_min_speed <= npc_max_speed, got {self.npc_min_speed}, {self.npc_max_speed}")
         check(self.view_behind >= 0, "env.view_behind", f"must be >= 0, got {self.view_behind}")
         check(self.render_scale >= 1, "env.render_scale", f"must be >= 1, got {self.render_scale}")
+        check(self.npc_lead_in >= 0, "env.npc_lead_in", f"must be >= 0, got {self.npc_lead_in}")
+        check(self.friction > 0, "env.friction", f"must be positive (inf: no cap), got {self.friction}")
+        for name in ("routes", "eval_routes"):
+            split = getattr(self, name)
+            check(not split or split in self.route_splits, f"env.{name}",
+                  f"names no split of env.route_splits ({', '.join(self.route_splits)}), got {split!r}")
+        check(not (self.routes and self.route_file), "env.route_file",
+              f"env.routes={self.routes} already names the roads; set one of env.routes and env.route_file")
+        for split, files in self.route_splits.items():
+            check(len(files) >= 1, f"env.route_splits.{split}", "must list at least one route file")
 
 
 @dataclass
@@ -213,19 +280,13 @@ class CarlaEnvConfig(DrivingEnvConfig):
     map: str = "Town01"
     fixed_delta_seconds: float = 0.05
     worker: bool = True  # EnvProcessConfig: the client's aborts kill only the worker
-    # The route CSV (x, y, target_speed in CARLA world metres); "" = the packaged Town01 reference route.
-    route_file: str = ""
     ego_blueprint: str = "vehicle.tesla.model3"
-    # RGB camera (the policy sees it resized to image_height x image_width grayscale).
-    camera_width: int = 256
-    camera_height: int = 144
-    camera_fov: float = 90.0  # degrees
-    camera_x: float = 1.6  # m forward of the vehicle origin
-    camera_z: float = 1.5  # m up
 
     def __post_init__(self) -> None:
         self.check()
-        for name in ("port", "traffic_manager_port", "camera_width", "camera_height"):
+        check(self.camera != "topdown", "env.camera", "env=carla has camera dashcam or none (topdown is the "
+              "embedded simulator's)")
+        for name in ("port", "traffic_manager_port"):
             check(getattr(self, name) >= 1, f"env.{name}", f"must be >= 1, got {getattr(self, name)}")
         # A server uses port, port+1 and port+2, so servers of parallel jobs must be >= 3 apart;
         # 0 puts every job on the one server (sequential sweeps with the basic launcher).
@@ -238,7 +299,6 @@ class CarlaEnvConfig(DrivingEnvConfig):
         check(self.fixed_delta_seconds <= MAX_SUBSTEP_DELTA * MAX_SUBSTEPS, "env.fixed_delta_seconds",
               f"must be <= {MAX_SUBSTEP_DELTA * MAX_SUBSTEPS:g} s (CARLA's max_substep_delta_time "
               f"{MAX_SUBSTEP_DELTA:g} s x max_substeps {MAX_SUBSTEPS}), got {self.fixed_delta_seconds}")
-        check(0 < self.camera_fov < 180, "env.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
 
 
 @dataclass

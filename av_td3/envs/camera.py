@@ -189,6 +189,11 @@ class TopDownCamera:
         surface.blit(image, (pos[0] - origin_pos[0] + min_box[0] - pivot_move[0],
                              pos[1] - origin_pos[1] - max_box[1] + pivot_move[1]))
 
+    def frame(self, vehicles: list[Vehicle], ego: Vehicle, rgb: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the policy's (H, W) uint8 gray frame, the (H k, W k, 3) RGB render when ``rgb``, else None)."""
+        samples = self.render(vehicles, ego)
+        return self.to_gray(samples), (self.to_rgb(samples) if rgb else None)
+
     def to_gray(self, samples: np.ndarray) -> np.ndarray:
         """ITU-R 601 luma (as contract.to_gray_uint8) averaged over each k x k block: with an integer
         factor contract.resize_area's fractional-box resize is a plain block mean."""

@@ -43,17 +43,44 @@ ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 MAX_STEER_RAD = math.radians(70.0)
 
 
+# env.vector=minimal: speed / 30, acceleration / 8, the previous action (steer, throttle_brake), the route
+# command one-hot (follow lane, left, right) and the distance to the announced turn / command_distance
+# (1 when following the lane). "Straight" (through a junction) is left out: a route polyline has no
+# junctions to go straight through.
+COMMANDS = ("follow", "left", "right")
+MINIMAL_VECTOR_SIZE = 4 + len(COMMANDS) + 1
+
+
 def vector_size(cfg) -> int:
-    """The vector's length for a driving env config (53 plus the optional features it asks for)."""
+    """The vector's length for a driving env config: env.vector=reference's 53 plus the optional
+    features it asks for, minimal's 8, or none's 0."""
+    if cfg.vector == "none":
+        return 0
+    if cfg.vector == "minimal":
+        return MINIMAL_VECTOR_SIZE
     return VECTOR_SIZE + OBSTACLE_FEATURES * bool(cfg.observe_obstacle) + bool(cfg.observe_acceleration)
 
 
 def observation_space(cfg) -> spaces.Dict:
-    """The observation space of a driving env config (``DrivingEnvConfig``)."""
-    return spaces.Dict({
-        IMAGE: spaces.Box(0, 255, shape=(cfg.frame_stack, cfg.image_height, cfg.image_width), dtype=np.uint8),
-        VECTOR: spaces.Box(-np.inf, np.inf, shape=(vector_size(cfg),), dtype=np.float32),
-    })
+    """The observation space of a driving env config (``DrivingEnvConfig``): no image with
+    env.camera=none; the vector is always there (0 floats with env.vector=none)."""
+    out = {}
+    if cfg.camera != "none":
+        out[IMAGE] = spaces.Box(0, 255, shape=(cfg.frame_stack, cfg.image_height, cfg.image_width), dtype=np.uint8)
+    out[VECTOR] = spaces.Box(-np.inf, np.inf, shape=(vector_size(cfg),), dtype=np.float32)
+    return spaces.Dict(out)
+
+
+def minimal_vector(speed: float, acceleration: float, previous_action: np.ndarray, command: int,
+                   turn_distance: float, command_distance: float) -> np.ndarray:
+    """env.vector=minimal's 8 floats (see MINIMAL_VECTOR_SIZE). ``command``: an index of COMMANDS;
+    ``turn_distance``: m to the announced turn's start (ignored when following the lane)."""
+    out = np.zeros(MINIMAL_VECTOR_SIZE, dtype=np.float32)
+    out[0], out[1] = speed / SPEED_SCALE, acceleration / ACCELERATION_SCALE
+    out[2:4] = previous_action
+    out[4 + command] = 1.0
+    out[-1] = 1.0 if command == 0 else min(max(turn_distance, 0.0) / command_distance, 1.0)
+    return out
 
 
 def split_action(action: np.ndarray) -> tuple[float, float, float]:
@@ -120,40 +147,63 @@ class FrameStack:
         return np.stack(self._frames)
 
 
-def to_gray_uint8(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """RGB/BGR (H, W, 3) uint8 -> grayscale (height, width) uint8, area-averaged resize.
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
 
-    ITU-R 601 luma weights; the channel order only matters through those weights, so callers with
-    BGRA data (CARLA) pass ``rgb[..., 2::-1]``."""
-    gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    return resize_area(gray, height, width).round().clip(0, 255).astype(np.uint8)
+
+def to_gray_uint8(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB/BGR (H, W, 3) uint8 -> grayscale (height, width) uint8: ITU-R 601 luma, area-averaged resize.
+    What both driving envs' dashcams hand the policy (CARLA's camera and the embedded one).
+
+    The channel order only matters through the weights, so callers with BGRA data (CARLA) pass
+    ``rgb[..., 2::-1]``. float32 throughout: a frame is a few hundred microseconds."""
+    gray = rgb[..., 0].astype(np.float32)
+    gray *= np.float32(LUMA[0])
+    gray += rgb[..., 1] * np.float32(LUMA[1])
+    gray += rgb[..., 2] * np.float32(LUMA[2])
+    out = resize_area(gray, height, width)
+    return out.round(out=out).clip(0, 255, out=out).astype(np.uint8)
 
 
 def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Area (box-filter) resize of a 2-D float array to (height, width), no external image library."""
+    """Area (box-filter) resize of a 2-D float array to (height, width): each output pixel is the exact
+    mean of its (fractional) input box. Separable (rows, then columns), each pass a few weighted gathers
+    of whole rows or columns (no BLAS call, whose worker threads would wake for a frame-sized product
+    and then spin on the other cores); float32 for float32 input, float64 otherwise."""
     h, w = img.shape
+    dtype = np.float32 if img.dtype == np.float32 else np.float64
     if (h, w) == (height, width):
-        return img.astype(np.float64)
-    ys = np.linspace(0, h, height + 1)
-    xs = np.linspace(0, w, width + 1)
-    # Integral image: each output pixel is the exact mean of its (fractional) input box.
-    integral = np.zeros((h + 1, w + 1))
-    integral[1:, 1:] = img.astype(np.float64).cumsum(0).cumsum(1)
+        return img.astype(dtype)
+    index, weight = _area_weights(h, height, dtype)
+    x = img.astype(dtype, copy=False)
+    out = x[index[0]] * weight[0][:, None]
+    for k in range(1, len(index)):
+        out += x[index[k]] * weight[k][:, None]
+    index, weight = _area_weights(w, width, dtype)
+    result = out[:, index[0]] * weight[0]
+    for k in range(1, len(index)):
+        result += out[:, index[k]] * weight[k]
+    return result
 
-    def interp(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        # Bilinear read of the integral image = exact area sums for fractional box edges.
-        y0 = np.clip(np.floor(y).astype(int), 0, h - 1)
-        x0 = np.clip(np.floor(x).astype(int), 0, w - 1)
-        fy, fx = (y - y0)[:, None], (x - x0)[None, :]
-        a = integral[y0][:, x0]
-        b = integral[y0][:, x0 + 1]
-        c = integral[y0 + 1][:, x0]
-        d = integral[y0 + 1][:, x0 + 1]
-        return a * (1 - fy) * (1 - fx) + b * (1 - fy) * fx + c * fy * (1 - fx) + d * fy * fx
 
-    s = interp(ys, xs)
-    area = np.outer(np.diff(ys), np.diff(xs))
-    return (s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]) / area
+_AREA_WEIGHTS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _area_weights(n_in: int, n_out: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(index, weight), each (K, n_out): output cell i is sum_k weight[k, i] x input[index[k, i]], the
+    overlap of input cells with [i n_in / n_out, (i + 1) n_in / n_out) over its length (K: the most
+    input cells one output cell touches; unused terms have weight 0)."""
+    key = (n_in, n_out, np.dtype(dtype).str)
+    cached = _AREA_WEIGHTS.get(key)
+    if cached is None:
+        edges = np.linspace(0.0, n_in, n_out + 1)
+        first = np.floor(edges[:-1]).astype(np.int64)
+        k_max = int(np.max(np.ceil(edges[1:] - 1e-9).astype(np.int64) - first))
+        index = np.minimum(first[None, :] + np.arange(k_max)[:, None], n_in - 1)
+        lo = np.maximum(edges[:-1][None, :], first[None, :] + np.arange(k_max)[:, None])
+        hi = np.minimum(edges[1:][None, :], first[None, :] + np.arange(k_max)[:, None] + 1)
+        weight = np.clip(hi - lo, 0.0, None) / np.diff(edges)[None, :]
+        cached = _AREA_WEIGHTS[key] = (index, weight.astype(dtype))
+    return cached
 
 
 @dataclass

@@ -34,7 +34,6 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # offscreen rendering, no win
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium.error import ResetNeeded  # noqa: E402
-from highway_env.road.lane import CircularLane, LineType, StraightLane  # noqa: E402
 from highway_env.road.road import Road, RoadNetwork  # noqa: E402
 from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
 from highway_env.vehicle.graphics import VehicleGraphics  # noqa: E402
@@ -42,47 +41,47 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, build_vector, extra_features, observation_space,
-                                  split_action)
+                                  StepQuantities, observation_space, split_action)
+from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
+from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
 from av_td3.envs.camera import TopDownCamera  # noqa: E402
+from av_td3.envs.dashcam import DashCamera  # noqa: E402
 from av_td3.envs.traffic import TrafficNetwork, TrafficRoad, TrafficVehicle  # noqa: E402
 
-RIGHT_LANE = 1  # the ego's lane (highway-env numbers a road's lanes from the left)
-ARC_STEP = 0.5  # m between the route points sampled on the turn (the Route densifies to 0.5 m too)
 RANDOM_START_MARGIN = 20.0  # m of route a random start leaves before the goal (something to drive)
 SPAWN_ATTEMPTS = 50  # random draws per NPC before a crowded road gets fewer NPCs
+GRAVITY = 9.81  # m/s^2
 
 
-def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = TrafficNetwork) -> tuple[RoadNetwork, Route]:
-    """The two-lane road (sections start -> turn -> exit -> goal) and the ego lane's centre line."""
-    w, length, r, exit_length = cfg.reward.lane_width, cfg.straight_length, cfg.turn_radius, cfg.exit_length
-    c, s, n = LineType.CONTINUOUS, LineType.STRIPED, LineType.NONE
-    lines = ([c, s], [n, c])  # left lane: edge + dashed divider; right lane: its edge (divider drawn once)
-    net = network_class()
-    for lane in range(2):
-        off = (RIGHT_LANE - lane) * w  # how far left of the route this lane's centre lies
-        # Heading west the left is +y; round the right turn the left lane is the outer one; north, -x.
-        net.add_lane("start", "turn", StraightLane([length, off], [0.0, off], width=w,
-                                                   line_types=lines[lane]))
-        net.add_lane("turn", "exit", CircularLane([0.0, -r], r + off, math.pi / 2, math.pi, clockwise=True,
-                                                  width=w, line_types=lines[lane]))
-        net.add_lane("exit", "goal", StraightLane([-r - off, -r], [-r - off, -r - exit_length], width=w,
-                                                  line_types=lines[lane]))
-    phi = np.linspace(math.pi / 2, math.pi, max(int(math.ceil(r * math.pi / 2 / ARC_STEP)), 2) + 1)
-    arc = np.stack([r * np.cos(phi), -r + r * np.sin(phi)], axis=1)
-    xy = np.vstack([[[length, 0.0]], arc, [[-r, -r - exit_length]]])
-    return net, Route(xy)
+def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = TrafficNetwork,
+               route_file: str | None = None) -> tuple[RoadNetwork, Route]:
+    """The two-lane road of ``route_file`` (default: env.route_file; "" = the built-in road) and the ego
+    lane's centre line (envs/roads.py)."""
+    name = cfg.route_file if route_file is None else route_file
+    if name:
+        return road_from_file(name, cfg.reward.lane_width, cfg.npc_lead_in, network_class)
+    return builtin_road(cfg.straight_length, cfg.turn_radius, cfg.exit_length, cfg.reward.lane_width,
+                        cfg.npc_lead_in, network_class)
+
+
+def route_names(cfg: HighwayEnvConfig, role: str) -> list[str]:
+    """The roads an env of this role drives: the split env.routes names for training (env.eval_routes,
+    if set, for evaluation), else the one road of env.route_file ("" = the built-in road)."""
+    split = cfg.eval_routes if role != "train" and cfg.eval_routes else cfg.routes
+    return list(cfg.route_splits[split]) if split else [cfg.route_file]
 
 
 class EgoVehicle(Vehicle):
     """highway-env's kinematic bicycle (Vehicle.step), with the axles ``wheelbase`` apart instead of the
     body length, so a steering angle turns the ego as much as it turns CARLA's Model 3."""
 
-    def __init__(self, road: Road, position, heading: float, wheelbase: float, speed: float = 0.0):
+    def __init__(self, road: Road, position, heading: float, wheelbase: float, speed: float = 0.0,
+                 max_lateral_acceleration: float = math.inf):
         super().__init__(road, position, heading, speed)
         self.wheelbase = wheelbase
+        self.max_lateral_acceleration = max_lateral_acceleration  # env.friction x g
         self.color = VehicleGraphics.EGO_COLOR
 
     def step(self, dt: float) -> None:
@@ -91,6 +90,12 @@ class EgoVehicle(Vehicle):
         # (speed 0) moves nothing.
         self.speed += self.action["acceleration"] * dt
         beta = np.arctan(0.5 * np.tan(self.action["steering"]))  # slip angle, centre of mass midway
+        if self.max_lateral_acceleration < math.inf and self.speed > 0:
+            # Lateral acceleration speed * yaw rate = speed^2 sin(beta) / (wheelbase / 2): past the
+            # tyres' limit the car understeers, turning only as tightly as friction allows.
+            limit = self.max_lateral_acceleration * self.wheelbase / 2 / (self.speed * self.speed)
+            if limit < 1.0 and abs(math.sin(beta)) > limit:
+                beta = math.copysign(math.asin(limit), beta)
         course = self.heading + beta  # the direction the centre of mass moves
         self.position += self.speed * np.array([np.cos(course), np.sin(course)]) * dt
         if self.impact is not None:
@@ -117,21 +122,33 @@ class HighwayDrivingEnv(gym.Env):
         self.dt = 1.0 / cfg.simulation_frequency
         self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
-        self.network, self.route = build_road(cfg, self.network_class)
-        self.camera = TopDownCamera(cfg, self.network, self.route)
+        self.route_names = route_names(cfg, role)
+        self._roads: dict[str, tuple] = {}  # route name -> (network, route, camera), built when first driven
+        self._use_route(self.route_names[0])
         self._stack = FrameStack(cfg.frame_stack, cfg.image_height, cfg.image_width)
+        self._video: tuple[str, TopDownCamera] | None = None  # env.camera=none: what rgb_array renders show
         self.road: Road | None = None
         self.ego: EgoVehicle | None = None
         self._last_rgb: np.ndarray | None = None
 
     # --- gymnasium API --------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """``options={"route": NAME}`` drives that one of ``route_names``; otherwise a training env with
+        several routes draws one (seeded), and any other drives the first."""
         super().reset(seed=seed)
+        name = (options or {}).get("route")
+        if name is None:
+            many = self.role == "train" and len(self.route_names) > 1
+            name = self.route_names[int(self.np_random.integers(len(self.route_names)))] if many else self.route_names[0]
+        elif name not in self.route_names:
+            raise ValueError(f"route {name!r} is not one of this env's routes ({', '.join(self.route_names)})")
+        self._use_route(name)
         # IDM / MOBIL draw from the road's RandomState: seeded from this env's stream, like the traffic.
         road_seed = int(self.np_random.integers(2**31 - 1))
         self.road = self._new_road(np.random.RandomState(road_seed))
         s0, v0 = self._start()
-        self.ego = EgoVehicle(self.road, self.route.point_at(s0), self.route.yaw_at(s0), self.cfg.wheelbase, v0)
+        self.ego = EgoVehicle(self.road, self.route.point_at(s0), self.route.yaw_at(s0), self.cfg.wheelbase, v0,
+                              self.cfg.friction * GRAVITY)
         self.road.vehicles.append(self.ego)
         self.road.centre = self.ego
         self._spawn_npcs(s0)
@@ -141,13 +158,15 @@ class HighwayDrivingEnv(gym.Env):
         self._invading = self._crashed = self._completed = False
         self._steps = 0
         self._stack.reset()
+        self._previous_action = np.zeros(2, dtype=np.float32)
         q = self._measure(proj)
-        return self._observation(q, proj), {"npc_vehicles": len(self.road.vehicles) - 1}
+        return self._observation(q, proj), {"npc_vehicles": len(self.road.vehicles) - 1, "route": self.route_name}
 
     def step(self, action):
         if self.ego is None:
             raise ResetNeeded("call reset() before step()")
         steer, throttle, brake = split_action(np.asarray(action, dtype=np.float32))
+        self._previous_action = np.array([steer, throttle - brake], dtype=np.float32)
         accel = throttle * self.cfg.max_acceleration - brake * self.cfg.max_deceleration
         tau = self.cfg.actuator_time_constant
         if tau > 0:  # exact discretisation of da/dt = (a_cmd - a) / tau over one step
@@ -174,6 +193,21 @@ class HighwayDrivingEnv(gym.Env):
         self.road = self.ego = None
 
     # --- internals ------------------------------------------------------------------------------------
+    def _use_route(self, name: str) -> None:
+        road = self._roads.get(name)
+        if road is None:
+            network, route = build_road(self.cfg, self.network_class, name)
+            camera = {"topdown": TopDownCamera, "dashcam": DashCamera}.get(self.cfg.camera)
+            road = self._roads[name] = (network, route, camera and camera(self.cfg, network, route))
+        self.route_name = name
+        self.network, self.route, self.camera = road
+
+    def _video_camera(self) -> TopDownCamera:
+        """The top-down view of the current route (env.camera=none renders videos with it)."""
+        if self._video is None or self._video[0] != self.route_name:
+            self._video = (self.route_name, TopDownCamera(self.cfg, self.network, self.route))
+        return self._video[1]
+
     def _new_road(self, np_random: np.random.RandomState) -> Road:
         return TrafficRoad(self.network, np_random, self.cfg.npc_lod_radius)
 
@@ -194,6 +228,8 @@ class HighwayDrivingEnv(gym.Env):
         cfg, route, rng = self.cfg, self.route, self.np_random
         last = route.length - IDMVehicle.LENGTH  # a whole NPC on the road
         lowest = cfg.npc_min_distance if s0 == 0.0 else 0.0
+        if cfg.npc_lead_in > 0:  # the road goes on behind the start: NPCs behind the ego too
+            lowest = -cfg.npc_lead_in + IDMVehicle.LENGTH
         placed: list[tuple[int, float]] = []
         for _ in range(self.n_npcs if last > cfg.npc_min_distance else 0):
             for _ in range(SPAWN_ATTEMPTS):
@@ -208,14 +244,16 @@ class HighwayDrivingEnv(gym.Env):
             placed.append((lane_id, s))
             yaw = route.yaw_at(s)
             left = -(RIGHT_LANE - lane_id) * self.cfg.reward.lane_width  # negative lateral = left
-            point = route.point_at(s) + left * np.array([-math.sin(yaw), math.cos(yaw)])
+            on_route = route.point_at(s) if s >= 0 else route.start + s * np.array([math.cos(yaw), math.sin(yaw)])
+            point = on_route + left * np.array([-math.sin(yaw), math.cos(yaw)])
             index = self.network.get_closest_lane_index(point, yaw)
             lane = self.network.get_lane(index)
             longitudinal = lane.local_coordinates(point)[0]
             speed = float(rng.uniform(cfg.npc_min_speed, cfg.npc_max_speed))
-            self.road.vehicles.append(self.npc_class(self.road, lane.position(longitudinal, 0.0),
-                                                 lane.heading_at(longitudinal), speed,
-                                                 target_lane_index=index, target_speed=speed))
+            npc = self.npc_class(self.road, lane.position(longitudinal, 0.0), lane.heading_at(longitudinal),
+                                 speed, target_lane_index=index, target_speed=speed)
+            npc.paint = len(placed)  # the dashcam's body colour (envs/dashcam.py)
+            self.road.vehicles.append(npc)
 
     def _drop_finished_npcs(self) -> None:
         """NPCs that drove past the end of the road leave it (there is nothing beyond the goal)."""
@@ -284,14 +322,16 @@ class HighwayDrivingEnv(gym.Env):
         return q
 
     def _observation(self, q: StepQuantities, proj) -> dict[str, np.ndarray]:
-        samples = self.camera.render(self.road.vehicles, self.ego)
-        if self.render_mode == "rgb_array":
-            self._last_rgb = self.camera.to_rgb(samples)
-        gray = self.camera.to_gray(samples)
-        waypoints = self.route.waypoints_ahead(self.ego.position, float(self.ego.heading), proj.s)
-        vector = build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints,
-                              extra_features(q, self.cfg))
-        return {IMAGE: self._stack.push(gray), VECTOR: vector}
+        obs = {VECTOR: observation_vector(self.cfg, self.route, q, proj, self.ego.position,
+                                          float(self.ego.heading), self._previous_action)}
+        if self.camera is not None:
+            gray, rgb = self.camera.frame(self.road.vehicles, self.ego, rgb=self.render_mode == "rgb_array")
+            if rgb is not None:
+                self._last_rgb = rgb
+            obs[IMAGE] = self._stack.push(gray)
+        elif self.render_mode == "rgb_array":  # no policy camera: the video shows the top-down view
+            self._last_rgb = self._video_camera().frame(self.road.vehicles, self.ego, rgb=True)[1]
+        return obs
 
 
 class PlainHighwayDrivingEnv(HighwayDrivingEnv):

@@ -17,6 +17,14 @@ import numpy as np
 
 from av_td3.envs.contract import N_WAYPOINTS, WAYPOINT_SPACING
 
+# What Route.command calls a turn: a stretch where the heading, averaged over TURN_SMOOTHING m, changes
+# faster than 1 / TURN_RADIUS per metre (gaps under TURN_GAP m bridged), turning TURN_ANGLE in all.
+# A junction turn (Town01's ~7-9 m) is one; a 100 m curve is lane following.
+TURN_RADIUS = 40.0  # m
+TURN_ANGLE = math.radians(30.0)
+TURN_SMOOTHING = 5.0  # m
+TURN_GAP = 2.0  # m
+
 
 def wrap_angle(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
@@ -52,6 +60,7 @@ class Route:
         self.seg_yaw = np.arctan2(d[:, 1], d[:, 0])
         self._x, self._y = self.xy[:, 0].copy(), self.xy[:, 1].copy()  # contiguous: np.interp copies views
         self._offsets: dict[tuple[int, float], np.ndarray] = {}  # waypoints_ahead's spacing * (1..n)
+        self._turns: list[tuple[float, float, int]] | None = None  # (start s, end s, +1 right / -1 left)
 
     @property
     def length(self) -> float:
@@ -104,6 +113,44 @@ class Route:
         if self.target_speed is None:
             return None
         return float(np.interp(s, self.s, self.target_speed))
+
+    def turns(self) -> list[tuple[float, float, int]]:
+        """The route's turns (see TURN_RADIUS): (start s, end s, +1 right / -1 left), in order."""
+        if self._turns is None:
+            yaw = np.unwrap(self.seg_yaw)
+            mid = 0.5 * (self.s[:-1] + self.s[1:])
+            h = TURN_SMOOTHING / 2
+            rate = (np.interp(mid + h, mid, yaw) - np.interp(mid - h, mid, yaw)) / TURN_SMOOTHING
+            turning = np.abs(rate) > 1.0 / TURN_RADIUS
+            self._turns = []
+            start = None
+            for i in range(len(mid) + 1):
+                if i < len(mid) and turning[i]:
+                    if start is not None and mid[i] - mid[last] > TURN_GAP:
+                        self._close_turn(start, last, yaw)
+                        start = None
+                    start = i if start is None else start
+                    last = i
+                elif start is not None and (i == len(mid) or mid[i] - mid[last] > TURN_GAP):
+                    self._close_turn(start, last, yaw)
+                    start = None
+        return self._turns
+
+    def _close_turn(self, first: int, last: int, yaw: np.ndarray) -> None:
+        lo, hi = max(first - 1, 0), min(last + 1, len(yaw) - 1)  # include the stretch's own segments
+        change = float(yaw[hi] - yaw[lo])
+        if abs(change) >= TURN_ANGLE:
+            self._turns.append((float(self.s[first]), float(self.s[last + 1]), 1 if change > 0 else -1))
+
+    def command(self, s: float, distance: float) -> tuple[int, float]:
+        """The route command at arc length ``s``: (0, inf) to follow the lane, or (1 left / 2 right,
+        metres to the turn's start, 0 inside it) for a turn that starts within ``distance`` ahead."""
+        for start, end, sign in self.turns():
+            if end > s:
+                if start - s <= distance:
+                    return (1 if sign < 0 else 2), max(start - s, 0.0)
+                break
+        return 0, math.inf
 
     def waypoints_ahead(self, position: np.ndarray, yaw: float, s: float,
                         n: int = N_WAYPOINTS, spacing: float = WAYPOINT_SPACING) -> np.ndarray:

@@ -38,8 +38,9 @@ from av_td3.envs.carla.parking import TakingTurns
 from av_td3.envs.carla.routes import load_route
 from av_td3.envs.carla.sensors import EventLog, FrameMatcher, bgra_to_gray, bgra_to_rgb, nearest_obstacle
 from av_td3.envs.carla.traffic import destroy_actors, spawn_npcs
-from av_td3.envs.carla.vehicle import EgoState, Tracker, measure, observation_vector, to_vehicle_control
+from av_td3.envs.carla.vehicle import EgoState, Tracker, measure, to_vehicle_control
 from av_td3.envs.contract import ACTION_SPACE, IMAGE, VECTOR, FrameStack, observation_space
+from av_td3.envs.observation import observation_vector
 from av_td3.envs.reward import compute_reward
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         self.ports = resolve_ports(cfg.host, cfg.port, cfg.traffic_manager_port, cfg.port_stride,
                                    self.job_num, role)
         self.route = load_route(cfg.route_file or None)
+        self._previous_action = np.zeros(2, dtype=np.float32)  # env.vector=minimal reads it
         self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
         self.reconnects = 0  # reconnect attempts over the env's life (each one logged)
@@ -189,7 +191,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         self._ego.apply_control(self._control)
         for _ in range(SETTLE_TICKS):
             frame = self._world.tick(cfg.timeout)
-        image = self._camera.wait(frame, cfg.timeout)
+        image = self._camera.wait(frame, cfg.timeout) if cfg.camera != "none" else None
         ego = self._ego_state()
         for events in (self._collisions, self._lane_invasions, self._obstacles):
             events.take(frame)  # whatever happened while settling is not the policy's doing
@@ -200,14 +202,16 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
                              fallback_dt=cfg.fixed_delta_seconds)
         self._steps = 0
         self._stack.reset()
+        self._previous_action = np.zeros(2, dtype=np.float32)
         return self._observation(image, ego, q, proj)
 
     def _advance(self, action: np.ndarray):
         cfg = self.cfg
         self._control = to_vehicle_control(action)
         self._ego.apply_control(self._control)
+        self._previous_action = np.clip(action, -1.0, 1.0).astype(np.float32)
         frame = self._world.tick(cfg.timeout)
-        image = self._camera.wait(frame, cfg.timeout)
+        image = self._camera.wait(frame, cfg.timeout) if cfg.camera != "none" else None
         ego = self._ego_state()
         obstacle_distance, other = nearest_obstacle(self._obstacles.take(frame), frame)
         q, proj, self._tracker = measure(
@@ -221,10 +225,13 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        gray = bgra_to_gray(image.raw_data, image.width, image.height, cfg.image_height, cfg.image_width)
-        if self.render_mode == "rgb_array":
-            self._last_rgb = bgra_to_rgb(image.raw_data, image.width, image.height)
-        return {IMAGE: self._stack.push(gray), VECTOR: observation_vector(self.route, ego, q, proj, self.cfg)}
+        obs = {VECTOR: observation_vector(cfg, self.route, q, proj, ego.position, ego.yaw, self._previous_action)}
+        if image is not None:
+            gray = bgra_to_gray(image.raw_data, image.width, image.height, cfg.image_height, cfg.image_width)
+            if self.render_mode == "rgb_array":
+                self._last_rgb = bgra_to_rgb(image.raw_data, image.width, image.height)
+            obs[IMAGE] = self._stack.push(gray)
+        return obs
 
     def _ego_state(self) -> EgoState:
         snapshot = self._world.get_snapshot()
@@ -275,10 +282,11 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         # the corner throughout a correctly driven turn.
         obstacle_bp.set_attribute("only_dynamics", "True")
         front = ego.bounding_box.location.x + ego.bounding_box.extent.x  # distances from the bumper
-        mounts = {"sensor.camera.rgb": carla.Location(x=cfg.camera_x, z=cfg.camera_z),
-                  "sensor.other.collision": carla.Location(),
-                  "sensor.other.lane_invasion": carla.Location(),
-                  "sensor.other.obstacle": carla.Location(x=front, z=1.0)}
+        mounts = {"sensor.camera.rgb": carla.Transform(carla.Location(x=cfg.camera_x, z=cfg.camera_z),
+                                                       carla.Rotation(pitch=cfg.camera_pitch)),
+                  "sensor.other.collision": carla.Transform(carla.Location()),
+                  "sensor.other.lane_invasion": carla.Transform(carla.Location()),
+                  "sensor.other.obstacle": carla.Transform(carla.Location(x=front, z=1.0))}
         # The callbacks capture the queues, not self: a sensor thread must not keep the env alive.
         camera, collisions, lanes, obstacles = (self._camera, self._collisions, self._lane_invasions,
                                                 self._obstacles)
@@ -291,7 +299,9 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             queue.clear()
         self._callbacks = []
         for name, bp in bps.items():
-            sensor = self._world.spawn_actor(bp, carla.Transform(mounts[name]), attach_to=ego)
+            if name == "sensor.camera.rgb" and cfg.camera == "none":
+                continue
+            sensor = self._world.spawn_actor(bp, mounts[name], attach_to=ego)
             self._sensors.append(sensor)  # tracked before listen(): a failure below still destroys it
             self._callbacks.append(callbacks[name])
             sensor.listen(callbacks[name])

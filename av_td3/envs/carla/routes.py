@@ -7,33 +7,22 @@ Town01's OpenDRIVE (see the file's header); ``map_offsets`` checks them against 
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
+from av_td3.envs import route_file
 from av_td3.envs.route import Route
 
 DEFAULT_ROUTE = Path(__file__).with_name("town01_route.csv")
-COLUMNS = ("x", "y", "target_speed")
 
 
 def load_route(path: str | Path | None = None, spacing: float = 0.5) -> Route:
-    """A CSV route (``#`` lines are comments) as one Route densified to ``spacing`` metres."""
-    path = Path(path) if path else DEFAULT_ROUTE
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(line for line in f if line.strip() and not line.lstrip().startswith("#")))
-    if not rows or set(COLUMNS) - set(rows[0]):
-        raise ValueError(f"{path}: a route CSV needs the columns {', '.join(COLUMNS)}")
-    try:
-        data = np.array([[float(r[c]) for c in COLUMNS] for r in rows])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: non-numeric route value ({e})") from None
-    if len(data) < 2 or not np.isfinite(data).all():
-        raise ValueError(f"{path}: a route needs at least 2 finite points")
-    return Route(data[:, :2], data[:, 2], spacing=spacing)
+    """A route file (envs/route_file.py; None: the packaged Town01 route) as one Route densified to
+    ``spacing`` metres."""
+    return route_file.load_route(path or DEFAULT_ROUTE, spacing)
 
 
 def map_offsets(route: Route, carla_map, step: float = 5.0) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
-from av_td3.envs.contract import StepQuantities, build_vector, extra_features, split_action
+from av_td3.envs.contract import StepQuantities, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
 
 
@@ -109,12 +109,3 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         distance_travelled=abs(speed) * dt,
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
-
-
-def observation_vector(route: Route, ego: EgoState, q: StepQuantities, proj: Projection,
-                       cfg=None) -> np.ndarray:
-    """The contract's 53 floats: speed, signed lateral deviation, heading error, 25 waypoints ahead;
-    then the optional features the env config ``cfg`` asks for (``contract.extra_features``)."""
-    waypoints = route.waypoints_ahead(ego.position, ego.yaw, proj.s)
-    extra = None if cfg is None else extra_features(q, cfg)
-    return build_vector(q.speed, q.lateral_deviation, q.heading_error, waypoints, extra)
