@@ -3,6 +3,7 @@
     av-td3 validate PATH...        check clipping and training health from event files
     av-td3 compare DIR...          one table over multirun outputs, grouped, with interval estimates
     av-td3 report EXPERIMENT       run (or resume), validate and compare an ablation; write a report
+    av-td3 evaluate RUN_DIR        a run's policy on routes of your choice: one row per route
     av-td3 carla-check             verify a CARLA server before launching a sweep
 """
 
@@ -20,6 +21,7 @@ COMMANDS = {
     "validate": "av_td3.analysis.validate",
     "compare": "av_td3.analysis.compare",
     "report": "av_td3.analysis.report",
+    "evaluate": "av_td3.evaluate_run",
     "carla-check": "av_td3.carla_check",
 }
 

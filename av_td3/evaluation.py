@@ -17,30 +17,46 @@ from av_td3.metrics import EpisodeMetrics, aggregate
 
 
 def evaluate(agent, env: gym.Env, seeds: list[int], recorder=None,
-             on_lost: Callable[[EpisodeLost], None] | None = None) -> dict[str, float]:
-    """``recorder`` (``av_td3.video.EpisodeFrames``): records the first episode's frames. An episode the
+             on_lost: Callable[[EpisodeLost], None] | None = None, routes: list[str] | None = None) -> dict[str, float]:
+    """The phase's figures over its episodes (``evaluate_by_route``'s first result)."""
+    return evaluate_by_route(agent, env, seeds, recorder, on_lost, routes)[0]
+
+
+def evaluate_by_route(agent, env: gym.Env, seeds: list[int], recorder=None,
+                      on_lost: Callable[[EpisodeLost], None] | None = None, routes: list[str] | None = None
+                      ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(the phase's figures, {route: its episodes' figures}). Episode i runs from ``seeds[i]`` on
+    ``routes[i % len(routes)]`` (the env's own road when ``routes`` is None).
+
+    ``recorder`` (``av_td3.video.EpisodeFrames``): records the first episode's frames. An episode the
     simulator loses (``EpisodeLost``: the env has been rebuilt) is run again from the same seed, after
     ``on_lost(error)``; the env bounds the retries (it raises EnvFailed after env.max_reconnects in a row)."""
-    episodes = []
+    episodes: list[dict[str, float]] = []
+    by_route: dict[str, list[dict[str, float]]] = {}
     for i, seed in enumerate(seeds):
+        route = routes[i % len(routes)] if routes else None
         while True:
             if recorder is not None and i == 0:
                 recorder.frames.clear()  # a rerun records afresh
             try:
-                episodes.append(run_episode(agent, env, seed, recorder if i == 0 else None))
+                episode = run_episode(agent, env, seed, recorder if i == 0 else None, route)
                 break
             except EpisodeLost as e:
                 if on_lost is None:
                     raise
                 on_lost(e)
-    return aggregate(episodes)
+        episodes.append(episode)
+        if route is not None:
+            by_route.setdefault(route, []).append(episode)
+    return aggregate(episodes), {r: aggregate(eps) for r, eps in by_route.items()}
 
 
-def run_episode(agent, env: gym.Env, seed: int, recorder=None) -> dict[str, float]:
-    """One deterministic episode from ``seed``; its per-episode metrics (``EpisodeMetrics.result``)."""
+def run_episode(agent, env: gym.Env, seed: int, recorder=None, route: str | None = None) -> dict[str, float]:
+    """One deterministic episode from ``seed`` (on ``route``, one of the env's routes); its per-episode
+    metrics (``EpisodeMetrics.result``)."""
     if hasattr(agent, "reset"):  # a stateful controller (the classical agent's PID) starts afresh
         agent.reset()
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed, options=None if route is None else {"route": route})
     episode = EpisodeMetrics()
     if recorder is not None:
         recorder.add(obs, env)

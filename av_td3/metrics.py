@@ -15,6 +15,8 @@ collisions_per_km          collisions / (distance_m / 1000); NaN when nothing wa
 lane_invasions_per_km      likewise
 ttc_mean_s, ttc_min_s      mean and min of ``time_to_collision`` over the steps where it is finite
                            (an obstacle ahead and closing); NaN when there is none
+encounter                  1.0 if the episode met a slower vehicle: on some step an obstacle ahead (in
+                           the ego's lane, within env.obstacle_range) was closing (a finite TTC)
 avg_speed_kmh              distance_m / sim_time_s * 3.6
 completion_time_s          sim_time_s of a successful episode; NaN otherwise
 jerk_mean_mps3, _max_      mean and max of |d a_long / dt|, differenced from ``longitudinal_acceleration``
@@ -25,7 +27,8 @@ lat_accel_mean_mps2, _max_ mean and max of |``lateral_acceleration``|
 =========================  =========================================================================
 
 Per evaluation phase (``aggregate``): the SPEC tags ``mean_reward``, ``avg_episode_length``,
-``success_rate``, ``avg_collisions``, ``avg_lane_invasions``; the per-km rates as totals over the
+``success_rate``, ``avg_collisions``, ``avg_lane_invasions``; ``encounter_rate`` (the fraction of
+episodes with an encounter); the per-km rates as totals over the
 phase's distance (a short crash-out does not outweigh a full route); every other figure as the mean over
 the episodes where it is defined (e.g. ``ttc_min_s`` is the mean of the episodes' minima,
 ``completion_time_s`` the mean over successful episodes). A figure no episode defines is NaN.
@@ -108,6 +111,7 @@ class EpisodeMetrics:
             "lane_invasions_per_km": per_km(self.lane_invasions, self.distance),
             "ttc_mean_s": _mean(self.ttc),
             "ttc_min_s": min(self.ttc, default=math.nan),
+            "encounter": float(bool(self.ttc)),
             "avg_speed_kmh": self.distance / self.sim_time * MS_TO_KMH if self.sim_time > 0 else math.nan,
             "completion_time_s": self.sim_time if self.success else math.nan,
             "jerk_mean_mps3": _mean(self.jerk),
@@ -141,6 +145,8 @@ def aggregate(episodes: Sequence[Mapping[str, float]]) -> dict[str, float]:
         "avg_lane_invasions": float(np.mean([e["lane_invasions"] for e in episodes])),
         "collisions_per_km": per_km(sum(e["collisions"] for e in episodes), distance),
         "lane_invasions_per_km": per_km(sum(e["lane_invasions"] for e in episodes), distance),
+        # Episodes that met a slower vehicle ahead in the ego's lane: how much of the phase tested traffic.
+        "encounter_rate": float(np.mean([e.get("encounter", 0.0) for e in episodes])),
     }
     for key in EPISODE_MEANS:
         name = "avg_distance_m" if key == "distance_m" else key

@@ -26,21 +26,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from av_td3 import checkpoint, tags, video
 from av_td3.analysis.runs import DONE, RESULTS  # the run directory's file names, in one place
+from av_td3.agents.build import build_agent
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
 from av_td3.envs.action_repeat import frames_of
 from av_td3.envs.errors import EnvFailed, EpisodeLost
 from av_td3.envs.factory import make_run_env
+from av_td3.envs.route_file import eval_routes
 from av_td3.envs.worker import Turns
-from av_td3.evaluation import evaluate
+from av_td3.evaluation import evaluate_by_route
 from av_td3.exploration import Explorer
+from av_td3.jsonsafe import finite_or_none
 from av_td3.logger import RunLogger, UpdateLog
 from av_td3.replay import ReplayBuffer
 
@@ -79,17 +81,18 @@ class Trainer:
             env.action_space.seed(seed)
             self.explorers.append(Explorer(cfg.exploration, env.action_space, seed, horizon))
         self.explorer = self.explorers[0]
-        spec = AgentSpec.from_spaces(self.env.observation_space, self.env.action_space, self.device,
-                                     cfg.clipping, diagnostics_every=cfg.trainer.log_every_updates)
-        self.agent = instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)
+        self.agent = build_agent(raw_cfg, cfg, self.env.observation_space, self.env.action_space, self.device)
         self.learns = hasattr(self.agent, "update")
+        spec = AgentSpec.from_spaces(self.env.observation_space, self.env.action_space, self.device, cfg.clipping)
         self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
                                     spec.action_dim, self.device, seed=cfg.seed, streams=n)
                        if self.learns else None)
+        self.eval_routes = eval_routes(cfg.env)  # None: the eval env's own road
         self.step = 0
         self.episode = 0  # training episodes finished
         self._started = 0  # training episodes started (seeds: the n-th episode started gets seed n)
         self.evals: list[dict] = []  # one row per evaluation phase
+        self.final_by_route: dict[str, dict] = {}  # the final evaluation per route (with several routes)
         self.wall_time = 0.0  # seconds spent in earlier sessions of this run (resume)
         self._session_start = time.monotonic()
         self.stop_signal: int | None = None
@@ -326,8 +329,9 @@ class Trainer:
         t = self.cfg.trainer
         n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
         recorder = video.EpisodeFrames() if t.eval_video else None
-        summary = evaluate(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n), recorder,
-                           on_lost=lambda e: self._episode_lost(e, "eval"))
+        summary, by_route = evaluate_by_route(self.agent, self.eval_env, eval_seeds(self.cfg.seed, n), recorder,
+                                              on_lost=lambda e: self._episode_lost(e, "eval"),
+                                              routes=self.eval_routes)
         if recorder is not None:
             fps = self.eval_env.metadata.get("render_fps", 20) / t.action_repeat  # one frame per agent step
             video.write(recorder, self.run_dir, self.step, fps, self.logger.tb)
@@ -338,10 +342,12 @@ class Trainer:
         line = f"eval | step={self.step} return={summary['mean_reward']:.1f}"
         if "success_rate" in summary:
             line += (f" success={summary['success_rate']:.0%} collisions/km={summary['collisions_per_km']:.3g} "
-                     f"speed={summary['avg_speed_kmh']:.1f} km/h")
+                     f"speed={summary['avg_speed_kmh']:.1f} km/h met_traffic={summary['encounter_rate']:.0%}")
         log.info("%s (%d episodes)", line, n)
         self.logger.flush()
         self.evals.append({"step": self.step, **summary})
+        if final:
+            self.final_by_route = by_route
         return summary
 
     # --- state ------------------------------------------------------------------------------------------
@@ -401,7 +407,8 @@ class Trainer:
         results = {
             "status": status, "step": self.step, "total_steps": self.cfg.trainer.total_steps,
             "episodes": self.episode, "seed": self.cfg.seed,
-            "final_eval": final, "best_eval": max(self.evals, key=lambda e: e["mean_reward"], default=None),
+            "final_eval": final, "final_eval_by_route": self.final_by_route or None,
+            "best_eval": max(self.evals, key=lambda e: e["mean_reward"], default=None),
             "evals": self.evals,
             "alerts": {k: v for k, v in alerts.items() if v},
             "nonfinite_skips": {net: int(h["nonfinite_total"]) for net, h in health.items()},
@@ -421,7 +428,7 @@ class Trainer:
             metric_tags = [f"eval/{k}" for k in sorted(written)] or [tags.EVAL_MEAN_REWARD]
             self.logger.hparams(self.hparams, metric_tags)
         tmp = self.run_dir / f".{RESULTS}.tmp"
-        tmp.write_text(json.dumps(_finite_or_none(results), indent=2, default=_json_default))
+        tmp.write_text(json.dumps(finite_or_none(results), indent=2, default=_json_default))
         tmp.replace(self.run_dir / RESULTS)
 
     def _stop(self, reason: str, checkpoint: bool = True) -> float:
@@ -518,17 +525,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _finite_or_none(o):
-    """NaN / inf -> null, so results.json stays strict JSON (an undefined metric is null)."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite_or_none(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_finite_or_none(v) for v in o]
-    return o
 
 
 def _json_default(o):

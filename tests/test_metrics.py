@@ -122,6 +122,7 @@ def test_aggregate_a_phase():
     assert s["completion_time_s"] == pytest.approx(10.0)  # successful episodes only
     assert s["ttc_min_s"] == 1.0 and s["ttc_mean_s"] == pytest.approx((2.0 * 99 + 1.0) / 100)
     assert s["avg_speed_kmh"] == pytest.approx(36.0)
+    assert a["encounter"] == 0.0 and b["encounter"] == 1.0 and s["encounter_rate"] == 0.5  # b met a slower car
     # Plain Gymnasium episodes: return and length only.
     plain = aggregate([episode_metrics([1.0, 2.0], [{}, {}])])
     assert plain == {"mean_reward": 3.0, "avg_episode_length": 2.0}

@@ -101,6 +101,9 @@ class Config:
         check(not (isinstance(self.agent, ClassicalConfig) and isinstance(self.env, GymEnvConfig)),
               "agent", "the classical controller steers on route waypoints: it needs a driving env "
               "(env=highway or env=carla), not env=gym")
+        check(not (isinstance(self.agent, ClassicalConfig) and getattr(self.env, "vector", "reference") != "reference"),
+              "env.vector", "the classical controller steers on the reference vector's route waypoints: it needs "
+              "env.vector=reference")
         check(self.trainer.num_envs == 1 or not isinstance(self.env, CarlaEnvConfig), "trainer.num_envs",
               "env=carla runs one train env per server for now (each needs its own ports); use one job per "
               "server for parallel collection")

@@ -79,6 +79,7 @@ class DashCamera:
             raise RuntimeError("the dashcam needs a little-endian 32-bit surface with R, G, B in bytes 2, 1, 0")
         self.pixels = np.frombuffer(self.surface.get_buffer(), dtype=np.uint32).reshape(h, -1)[:, :w]
         self.rgb = self.pixels.view(np.uint8).reshape(h, w, 4)[..., 2::-1]  # (h, w, 3) RGB view
+        self.palette_rgb = palette  # (classes x TEXTURES, 3) uint8: the ground's colours
         self.palette = pack(palette)
         self.background = pack(self._background())
 

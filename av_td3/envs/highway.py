@@ -46,6 +46,7 @@ from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
 from av_td3.envs.route import Route, wrap_angle  # noqa: E402
+from av_td3.envs.route_file import route_names  # noqa: E402
 from av_td3.envs.camera import TopDownCamera  # noqa: E402
 from av_td3.envs.dashcam import DashCamera  # noqa: E402
 from av_td3.envs.traffic import TrafficNetwork, TrafficRoad, TrafficVehicle  # noqa: E402
@@ -64,13 +65,6 @@ def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = Traffic
         return road_from_file(name, cfg.reward.lane_width, cfg.npc_lead_in, network_class)
     return builtin_road(cfg.straight_length, cfg.turn_radius, cfg.exit_length, cfg.reward.lane_width,
                         cfg.npc_lead_in, network_class)
-
-
-def route_names(cfg: HighwayEnvConfig, role: str) -> list[str]:
-    """The roads an env of this role drives: the split env.routes names for training (env.eval_routes,
-    if set, for evaluation), else the one road of env.route_file ("" = the built-in road)."""
-    split = cfg.eval_routes if role != "train" and cfg.eval_routes else cfg.routes
-    return list(cfg.route_splits[split]) if split else [cfg.route_file]
 
 
 class EgoVehicle(Vehicle):

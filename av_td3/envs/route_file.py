@@ -76,3 +76,19 @@ def load_route(name: str | Path, spacing: float = 0.5) -> Route:
     """A route file as one Route densified to ``spacing`` metres."""
     xy, speed = read_points(name)
     return Route(xy, speed, spacing=spacing)
+
+
+def route_names(cfg, role: str) -> list[str]:
+    """The roads an embedded-simulator env (``HighwayEnvConfig``) of this role drives: the split
+    env.routes names for training (env.eval_routes, if set, for any other role), else the one road of
+    env.route_file ("" = the built-in road)."""
+    split = cfg.eval_routes if role != "train" and cfg.eval_routes else cfg.routes
+    return list(cfg.route_splits[split]) if split else [cfg.route_file]
+
+
+def eval_routes(env_cfg) -> list[str] | None:
+    """The routes evaluation cycles through (episode i on route i mod n), or None where the env drives
+    one road of its own (CARLA, Gymnasium tasks, an embedded run on one road)."""
+    if not hasattr(env_cfg, "route_splits") or not (env_cfg.routes or env_cfg.eval_routes):
+        return None
+    return route_names(env_cfg, "eval")

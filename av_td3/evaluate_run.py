@@ -1,0 +1,199 @@
+"""``av-td3 evaluate RUN_DIR``: a trained policy on routes, scenarios and seeds of your choice, with the
+trainer's metric suite (av_td3/metrics.py) and one row per route.
+
+    av-td3 evaluate RUN                          # the run's evaluation routes, 20 episodes
+    av-td3 evaluate RUN --routes test            # a split of the run's env.route_splits
+    av-td3 evaluate RUN --route my_road.csv      # route files from anywhere on disk (several allowed)
+    av-td3 evaluate RUN -- scenario=heavy env.npc_lead_in=60    # overrides of the run's config
+
+It loads RUN/.hydra/config.yaml (the run's composed config, overrides applied on top) and
+RUN/checkpoint.pt (the policy as the run left it), and runs the deterministic policy for --episodes
+episodes, spread evenly over the routes, from the seeds the run's own evaluations use. It prints one row
+per route and writes evaluate.json (figures per route and over all episodes) to --out (default RUN).
+Exit 0 on success; 2, with one line, for a missing run or checkpoint, a bad route file or a bad override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from av_td3.helptext import plain
+from av_td3.jsonsafe import finite_or_none
+
+EVALUATE_JSON = "evaluate.json"
+COLUMNS = (("success_rate", "success", "{:.0%}"), ("collisions_per_km", "coll/km", "{:.2f}"),
+           ("mean_reward", "return", "{:.0f}"), ("lane_invasions_per_km", "inv/km", "{:.2f}"),
+           ("lat_accel_max_mps2", "peak lat m/s2", "{:.1f}"), ("encounter_rate", "met traffic", "{:.0%}"),
+           ("avg_speed_kmh", "km/h", "{:.1f}"))
+
+
+class EvaluateError(Exception):
+    """A problem with the command's input, reported as one line (exit 2)."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a run's policy on routes of your choice",
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run directory (av-td3-train's output)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes in all, spread over the routes (20)")
+    p.add_argument("--route", action="append", default=[], metavar="FILE",
+                   help="a route CSV (x,y,target_speed); repeat for several")
+    p.add_argument("--routes", metavar="SPLIT", help="a split of the run's env.route_splits (train, test, ...)")
+    p.add_argument("--video", action="store_true", help="write each route's first episode as a GIF")
+    p.add_argument("--out", type=Path, help="where evaluate.json (and videos) go (default: RUN_DIR)")
+    p.set_defaults(passthrough=[])
+
+
+def run(args) -> int:
+    try:
+        result = evaluate_run(args.run_dir, args.episodes, args.route, args.routes, args.video,
+                              args.out or args.run_dir, args.passthrough)
+    except EvaluateError as e:
+        print(f"av-td3 evaluate: {e}", file=sys.stderr)
+        return 2
+    print(table(result))
+    print(f"wrote {result['path']}")
+    return 0
+
+
+def load_run_config(run_dir: Path, overrides: list[str]):
+    """(the raw config, validated) of a run directory, with dotlist overrides merged on top."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from av_td3.config import ConfigError, validate
+    from av_td3.config.root import SCHEMAS, Config
+
+    path = run_dir / ".hydra" / "config.yaml"
+    if not run_dir.is_dir():
+        raise EvaluateError(f"no run directory at {run_dir}")
+    if not path.is_file():
+        raise EvaluateError(f"{run_dir} is not a run directory (no .hydra/config.yaml)")
+    try:
+        loaded = OmegaConf.load(path)
+        schema = OmegaConf.structured(Config)
+        by_target = {cls._target_: cls for cls in SCHEMAS.values()}
+        for group in ("agent", "env"):  # each group's schema, found by the class the run built
+            target = OmegaConf.select(loaded, f"{group}._target_")
+            if target not in by_target:
+                raise EvaluateError(f"{path}: {group}._target_ {target!r} names no known {group}")
+            schema[group] = OmegaConf.structured(by_target[target])
+        raw = OmegaConf.merge(schema, loaded, OmegaConf.from_dotlist(overrides))
+        return raw, validate(raw)
+    except EvaluateError:
+        raise
+    except (ConfigError, OmegaConfBaseException, ValueError) as e:
+        raise EvaluateError(f"config: {' '.join(str(e).split())}") from None
+
+
+def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: str | None, video: bool,
+                 out: Path, overrides: list[str]) -> dict:
+    if episodes < 1:
+        raise EvaluateError(f"--episodes must be >= 1, got {episodes}")
+    raw, cfg = load_run_config(run_dir, overrides)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise EvaluateError(f"{run_dir} has no checkpoint.pt (the run has not reached its first checkpoint)")
+    routes = _routes(raw, cfg, route_files, split)
+    import torch
+
+    from av_td3 import checkpoint, video as videos
+    from av_td3.agents.build import build_agent
+    from av_td3.config import validate
+    from av_td3.envs.factory import build_run_env
+    from av_td3.envs.route_file import RouteFileError
+    from av_td3.evaluation import evaluate_by_route
+    from av_td3.trainer import eval_seeds, resolve_device
+
+    cfg = validate(raw)
+    try:
+        env = build_run_env(cfg, "eval", render=video)
+    except RouteFileError as e:
+        raise EvaluateError(str(e)) from None
+    try:
+        device = resolve_device(cfg.device)
+        agent = build_agent(raw, cfg, env.observation_space, env.action_space, device)
+        try:
+            state = checkpoint.load(ckpt)
+        except Exception as e:  # noqa: BLE001 - a corrupt checkpoint is the user's input, reported in one line
+            raise EvaluateError(f"{ckpt}: cannot load it ({type(e).__name__}: {e})") from None
+        if hasattr(agent, "load_state_dict"):
+            agent.load_state_dict(state["agent"])
+        seeds = eval_seeds(cfg.seed, episodes)
+        per_route: dict[str, dict] = {}
+        with torch.no_grad():
+            overall, by_route = evaluate_by_route(agent, env, seeds, routes=routes)
+            if video:
+                out.mkdir(parents=True, exist_ok=True)
+                for name in routes or [""]:
+                    recorder = videos.EpisodeFrames()
+                    evaluate_by_route(agent, env, seeds[:1], recorder, routes=[name] if routes else None)
+                    gif = out / videos.VIDEOS / f"evaluate_{Path(name).stem or 'route'}.gif"
+                    gif.parent.mkdir(parents=True, exist_ok=True)
+                    if recorder.frames:
+                        gif.write_bytes(videos.to_gif(recorder.frames, 20 / cfg.trainer.action_repeat))
+        per_route = by_route or {cfg.env.route_file if hasattr(cfg.env, "route_file") else "": overall}
+    finally:
+        env.close()
+    result = {"run": str(run_dir), "step": int(state.get("step", 0)), "episodes": episodes, "seeds": seeds,
+              "overrides": overrides, "routes": per_route, "overall": overall}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / EVALUATE_JSON
+    path.write_text(json.dumps(finite_or_none(result), indent=2))
+    result["path"] = path
+    return result
+
+
+def _routes(raw, cfg, route_files: list[str], split: str | None) -> list[str] | None:
+    """The route list, set into ``raw`` so the eval env drives exactly these (as the split ``evaluate``)."""
+    from av_td3.config import HighwayEnvConfig, validate
+    from av_td3.envs.route_file import RouteFileError, eval_routes, read_points, resolve
+
+    if route_files and split:
+        raise EvaluateError("give --route FILE or --routes SPLIT, not both")
+    if not isinstance(cfg.env, HighwayEnvConfig):
+        if split or len(route_files) > 1:
+            raise EvaluateError("only the embedded simulator (env=highway) drives route splits or several routes")
+        if route_files:
+            raw.env.route_file = str(resolve(route_files[0]))
+        return None
+    if split:
+        if split not in cfg.env.route_splits:
+            raise EvaluateError(f"--routes {split}: the run's env.route_splits has {', '.join(cfg.env.route_splits)}")
+        names = list(cfg.env.route_splits[split])
+    elif route_files:
+        names = [str(resolve(f)) for f in route_files]
+    else:
+        return eval_routes(cfg.env)
+    for name in names:
+        try:
+            read_points(name)
+        except RouteFileError as e:
+            raise EvaluateError(str(e)) from None
+    raw.env.route_splits["evaluate"] = names
+    raw.env.eval_routes = "evaluate"
+    raw.env.route_file = ""
+    raw.env.routes = raw.env.routes or ""
+    validate(raw)
+    return names
+
+
+def table(result: dict) -> str:
+    rows = [("route", *(c[1] for c in COLUMNS))]
+    for name, s in result["routes"].items():
+        rows.append((Path(name).name or "(built-in road)", *(_fmt(s.get(k), f) for k, _, f in COLUMNS)))
+    if len(result["routes"]) > 1:
+        rows.append(("all", *(_fmt(result["overall"].get(k), f) for k, _, f in COLUMNS)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    head = f"{result['run']} at step {result['step']}: {result['episodes']} episodes"
+    return "\n".join([head, *lines])
+
+
+def _fmt(value, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value)

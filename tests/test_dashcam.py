@@ -1,0 +1,152 @@
+"""The embedded dashcam against pinhole geometry: what a camera with CARLA's mount must see."""
+
+import math
+
+import numpy as np
+import pytest
+
+from av_td3.config import HighwayEnvConfig
+from av_td3.envs.contract import to_gray_uint8
+from av_td3.envs.dashcam import BODY_COLOURS, BOX_HEIGHT, FACE_SHADE, MARKING, TEXTURES, DashCamera
+from av_td3.envs.highway import HighwayDrivingEnv, build_road
+
+
+def write_route(tmp_path, name, points):
+    path = tmp_path / name
+    path.write_text("x,y,target_speed\n" + "".join(f"{x},{y},8\n" for x, y in points))
+    return str(path)
+
+
+class Pose:
+    """A stand-in for a vehicle: what the camera reads (position, heading, size, paint)."""
+
+    LENGTH, WIDTH = 5.0, 2.0
+
+    def __init__(self, x, y, heading=0.0, paint=0):
+        self.position, self.heading, self.paint = np.array([x, y], float), heading, paint
+
+
+@pytest.fixture
+def straight(tmp_path):
+    """A 300 m straight heading +x (the right lane's centre is y = 0, the left lane's y = -3.5)."""
+    cfg = HighwayEnvConfig(camera="dashcam", route_file=write_route(tmp_path, "straight.csv", [(0, 0), (300, 0)]))
+    network, route = build_road(cfg)
+    return cfg, DashCamera(cfg, network, route)
+
+
+def marking_columns(cam, rgb, row):
+    """Centres of the runs of lane-marking pixels in an image row."""
+    marking = np.all(rgb[row] >= cam_marking_floor(cam), axis=1)
+    cols = np.flatnonzero(marking)
+    if not len(cols):
+        return []
+    runs = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+    return [float(r.mean()) + 0.5 for r in runs]
+
+
+def cam_marking_floor(cam):
+    return cam.palette_rgb[MARKING * TEXTURES:(MARKING + 1) * TEXTURES].min(axis=0)
+
+
+def test_lane_edges_meet_at_the_principal_point_row(straight):
+    cfg, cam = straight
+    rgb = cam.render([], Pose(20.0, 0.0)).copy()
+    # The road's solid edges, right (y = +1.75) and left (y = -5.25), on rows 6-19 m ahead (nearer, the
+    # left edge leaves the 90-degree view; farther, a 0.15 m marking is under a pixel wide).
+    rows = range(int(cam.cy) + 10, int(cam.cy) + 34)
+    left, right = [], []
+    for r in rows:
+        cols = marking_columns(cam, rgb, r)
+        assert len(cols) >= 2, f"row {r}: {cols}"
+        left.append((r + 0.5, cols[0]))
+        right.append((r + 0.5, cols[-1]))
+    fl = np.polyfit([c for _, c in left], [r for r, _ in left], 1)
+    fr = np.polyfit([c for _, c in right], [r for r, _ in right], 1)
+    u = (fr[1] - fl[1]) / (fl[0] - fr[0])
+    v = fl[0] * u + fl[1]
+    assert v == pytest.approx(cam.cy, abs=1.0)  # pitch 0: the vanishing point lies on the principal row
+    assert u == pytest.approx(cam.cx, abs=1.0)  # straight ahead on a straight road
+
+
+@pytest.mark.parametrize("distance", [8.0, 15.0, 30.0])
+def test_a_box_spans_the_rows_the_pinhole_formula_gives(straight, distance):
+    cfg, cam = straight
+    ego = Pose(20.0, 0.0)
+    npc = Pose(20.0 + cfg.camera_x + distance + Pose.LENGTH / 2, 0.0, paint=1)  # its rear face `distance` ahead
+    rgb = cam.render([npc], ego).copy()
+    colour = np.round(BODY_COLOURS[1] * FACE_SHADE["end"]).astype(np.uint8)
+    rows = np.flatnonzero(np.all(rgb[:, int(cam.cx)] == colour, axis=1))
+    top = cam.cy - cam.f * (BOX_HEIGHT - cfg.camera_z) / distance  # pixel-edge coordinates
+    bottom = cam.cy + cam.f * cfg.camera_z / distance
+    assert rows.min() == pytest.approx(top, abs=1.0) and rows.max() + 1 == pytest.approx(bottom, abs=1.0)
+
+
+def test_markings_of_a_right_hand_curve_bend_right(tmp_path):
+    r = 40.0
+    phi = np.linspace(-math.pi / 2, 0.0, 60)  # right turn (y grows to the right) after 60 m of straight
+    arc = [(60 + r * math.cos(p), r + r * math.sin(p)) for p in phi]
+    cfg = HighwayEnvConfig(camera="dashcam", route_file=write_route(tmp_path, "curve.csv", [(0, 0), (60, 0), *arc[1:]]))
+    network, route = build_road(cfg)
+    cam = DashCamera(cfg, network, route)
+    rgb = cam.render([], Pose(50.0, 0.0)).copy()  # 10 m before the curve
+    # The road's right edge: the last marking run of each row. Near rows are straight road; the far
+    # rows must lie right of the straight line through the near ones.
+    near = [(r + 0.5, marking_columns(cam, rgb, r)[-1]) for r in range(cam.height - 20, cam.height - 2)]
+    fit = np.polyfit([v for v, _ in near], [u for _, u in near], 1)
+    far_row = cam.ground_row + 6
+    far = marking_columns(cam, rgb, far_row)
+    assert far and far[-1] > np.polyval(fit, far_row + 0.5) + 3
+
+
+def test_a_near_car_hides_a_far_one(straight):
+    cfg, cam = straight
+    ego = Pose(20.0, 0.0)
+    near, far = Pose(35.0, 0.0, paint=1), Pose(50.0, 0.0, paint=2)
+    colour = {k: np.round(BODY_COLOURS[k] * FACE_SHADE["end"]).astype(np.uint8) for k in (1, 2)}
+    col = int(cam.cx)
+    for order in ([near, far], [far, near]):  # whatever order the env lists them in
+        rgb = cam.render(order, ego).copy()
+        column = rgb[:, col]
+        assert np.all(column == colour[1], axis=1).any()
+        assert not np.all(column == colour[2], axis=1).any()  # the far car is behind the near one
+    alone = cam.render([far], ego).copy()[:, col]
+    assert np.all(alone == colour[2], axis=1).any()  # ...and visible without it
+
+
+def test_an_ego_offset_to_the_right_shifts_the_lane_lines_left(straight):
+    cfg, cam = straight
+    row = cam.height - 10
+    centred = marking_columns(cam, cam.render([], Pose(20.0, 0.0)).copy(), row)
+    right = marking_columns(cam, cam.render([], Pose(20.0, 0.5)).copy(), row)
+    assert len(centred) == len(right) >= 2
+    assert all(b < a - 1 for a, b in zip(centred, right))
+
+
+def test_a_box_beside_the_camera_is_clipped_not_mirrored(straight):
+    cfg, cam = straight
+    ego = Pose(20.0, 0.0)
+    beside = Pose(20.0 + cfg.camera_x, -3.5, paint=1)  # in the left lane, level with the camera
+    rgb = cam.render([beside], ego).copy()
+    body = np.all(rgb[..., :] == np.round(BODY_COLOURS[1] * FACE_SHADE["side"]).astype(np.uint8), axis=2)
+    cols = np.flatnonzero(body.any(axis=0))
+    assert len(cols) and cols.max() < cam.cx  # only on the left half of the image
+
+
+def test_the_frame_the_policy_sees_is_the_shared_gray_resize(straight):
+    cfg, cam = straight
+    ego = Pose(20.0, 0.0)
+    gray, rgb = cam.frame([], ego, rgb=True)
+    np.testing.assert_array_equal(gray, to_gray_uint8(rgb, cfg.image_height, cfg.image_width))
+    assert rgb.shape == (cfg.camera_height, cfg.camera_width, 3)
+
+
+def test_dashcam_env_frames_are_the_same_on_every_run():
+    frames = []
+    for _ in range(2):
+        env = HighwayDrivingEnv(HighwayEnvConfig(camera="dashcam", image_height=36, image_width=36), 20)
+        obs, _ = env.reset(seed=4)
+        for _ in range(60):
+            obs, *_ = env.step(np.array([0.02, 0.6]))
+        frames.append(obs["image"])
+    np.testing.assert_array_equal(*frames)
+    assert frames[0].std() > 10  # a picture, not a blank

@@ -1,0 +1,82 @@
+"""A camera run on the route split, then `av-td3 evaluate` on it: per-route rows, evaluate.json, route
+files from anywhere, and one-line exits for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from av_td3.envs.routes import route_points
+
+pytestmark = pytest.mark.slow
+TRAIN = [sys.executable, "-m", "av_td3.train"]
+EVALUATE = [sys.executable, "-m", "av_td3.cli", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def camera_run(tmp_path_factory):
+    """size=smoke with the dashcam, the minimal vector, training on the train split, evaluation on test."""
+    tmp = tmp_path_factory.mktemp("camera")
+    run = tmp / "run"
+    r = subprocess.run(TRAIN + ["+experiment=smoke", "env.camera=dashcam", "env.vector=minimal", "env.routes=train",
+                                "env.eval_routes=test", "trainer.total_steps=400", "trainer.eval_every=0",
+                                "trainer.final_eval_episodes=4", "trainer.progress_bar=false", f"hydra.run.dir={run}"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run
+
+
+def test_a_camera_run_on_the_train_split_evaluates_per_test_route(camera_run):
+    results = json.loads((camera_run / "results.json").read_text())
+    assert results["status"] == "finished"
+    by_route = results["final_eval_by_route"]
+    assert sorted(by_route) == sorted(["left_90_r20.csv", "right_90_r8.csv", "s_bend_r45.csv",
+                                       "left_curve_r80_right_r10.csv"])
+    assert all(s["avg_episode_length"] > 0 and "encounter_rate" in s for s in by_route.values())
+
+
+def test_evaluate_on_a_route_file_outside_the_package(camera_run, tmp_path):
+    road = tmp_path / "my_road.csv"
+    xy, speed = route_points([("S", 80), ("R", 15, 90), ("S", 60)])
+    road.write_text("x,y,target_speed\n" + "".join(f"{x},{y},{v}\n" for (x, y), v in zip(xy, speed)))
+    out = tmp_path / "out"
+    r = subprocess.run(EVALUATE + [str(camera_run), "--route", str(road), "--episodes", "2", "--out", str(out),
+                                   "--video"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "my_road.csv" in r.stdout and "success" in r.stdout
+    result = json.loads((out / "evaluate.json").read_text())
+    assert list(result["routes"]) == [str(road)] and result["episodes"] == 2
+    assert result["overall"]["avg_episode_length"] > 0
+    assert list((out / "videos").glob("evaluate_my_road.gif"))
+
+
+def test_evaluate_a_split_with_overrides(camera_run, tmp_path):
+    r = subprocess.run(EVALUATE + [str(camera_run), "--routes", "train", "--episodes", "8", "--out", str(tmp_path),
+                                   "--", "scenario.npc_vehicles=0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((tmp_path / "evaluate.json").read_text())
+    assert len(result["routes"]) == 8 and result["overrides"] == ["scenario.npc_vehicles=0"]
+    assert result["overall"]["encounter_rate"] == 0.0  # no traffic, nothing met
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/run"], "no run directory at /no/such/run"),
+    (["RUN", "--route", "/no/such.csv"], "no such route file"),
+    (["RUN", "--routes", "nope"], "--routes nope: the run's env.route_splits has train, test"),
+    (["RUN", "--", "agent.gamma=7"], "config: agent.gamma"),
+])
+def test_evaluate_bad_input_exits_2_with_one_line(camera_run, args, message):
+    r = subprocess.run(EVALUATE + [str(camera_run) if a == "RUN" else a for a in args], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_evaluate_a_run_without_a_checkpoint_exits_2(camera_run, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(camera_run / ".hydra", bare / ".hydra")
+    r = subprocess.run(EVALUATE + [str(bare)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "has no checkpoint.pt" in r.stderr and "Traceback" not in r.stderr
