@@ -1,6 +1,7 @@
-"""The embedded simulator's speed per scenario, and what its NPC level of detail changes (issue 17).
+"""The embedded simulator's speed per scenario, what its NPC level of detail changes, and its cameras.
 
     python benchmarks/bench_env.py                      # steps/s: light, medium, heavy (~2 min)
+    python benchmarks/bench_env.py --cameras            # + the dashcam against the top-down camera
     python benchmarks/bench_env.py --fidelity 50        # + 50 classical-controller episodes per arm
     git worktree add /tmp/old bead606 && python benchmarks/bench_env.py --against-tree /tmp/old
 
@@ -13,6 +14,10 @@ Three arms, stepped in the same process round after round (so load on the machin
 The ego is driven by the classical controller (PID + Pure Pursuit, agent=classical's settings), so it
 moves along the route through the traffic as a driving agent does; episodes reset as in training.
 Printed: the median steps/s per arm and the median of the per-round ratios against highway-env.
+
+``--cameras``: at scenario light, (1) frames/s of each camera alone (the top-down view and the dashcam,
+each rendering the policy's gray image from the same driven states), and (2) env steps/s with
+env.camera=dashcam beside env.camera=topdown (and none), alternating rounds; the ratio is dashcam / topdown.
 
 ``--fidelity N``: N episodes from seeds 0..N-1 with inf and with the default radius. Within the radius
 the simulation should behave as before, so the classical controller's success rate, collisions per km
@@ -88,6 +93,46 @@ def speed(scenario: str, image: int, rounds: int, steps: int, extra_radii: tuple
         ratio = "" if name == "highway-env" else f" ({np.median(np.array(r) / peer):.2f}x)"
         cells.append(f"{name} {np.median(r):7.1f}{ratio}")
     print(f"{scenario:6s} ({SCENARIOS[scenario]:3d} NPCs x traffic_fraction): steps/s  " + "   ".join(cells))
+
+
+def cameras(image: int, rounds: int, steps: int) -> None:
+    """Frames/s of each camera alone, and env steps/s per env.camera (ratio against topdown)."""
+    from av_td3.envs.camera import TopDownCamera
+    from av_td3.envs.dashcam import DashCamera
+
+    cfg = {c: HighwayEnvConfig(camera=c, image_height=image, image_width=image) for c in ("topdown", "dashcam", "none")}
+    # (1) The cameras alone, on the states of one driven episode stream (the env itself renders nothing).
+    driver = Driver(HighwayDrivingEnv(cfg["none"], SCENARIOS["light"]))
+    env = driver.env
+    cams = {"topdown": TopDownCamera(cfg["topdown"], env.network, env.route),
+            "dashcam": DashCamera(cfg["dashcam"], env.network, env.route)}
+    spent = {name: [] for name in cams}
+    for _ in range(rounds):
+        t = dict.fromkeys(cams, 0.0)
+        for _ in range(steps):
+            driver.run(1)
+            for name, cam in cams.items():
+                t0 = time.perf_counter()
+                cam.frame(env.road.vehicles, env.ego)
+                t[name] += time.perf_counter() - t0
+        for name in cams:
+            spent[name].append(steps / t[name])
+    fps = {name: float(np.median(r)) for name, r in spent.items()}
+    print(f"cameras alone, {image}x{image} gray (dashcam rendered at {cfg['dashcam'].camera_width}x"
+          f"{cfg['dashcam'].camera_height}): topdown {fps['topdown']:7.0f} frames/s, dashcam "
+          f"{fps['dashcam']:7.0f} frames/s ({fps['dashcam'] / fps['topdown']:.2f}x)")
+    # (2) Whole env steps with each camera, alternating rounds.
+    drivers = {c: Driver(HighwayDrivingEnv(cfg[c], SCENARIOS["light"])) for c in cfg}
+    for d in drivers.values():
+        d.run(50)
+    rates: dict[str, list[float]] = {c: [] for c in drivers}
+    for _ in range(rounds):
+        for c, d in drivers.items():
+            rates[c].append(d.run(steps))
+    top = np.array(rates["topdown"])
+    print(f"env steps/s at light, {image}x{image}: " + "   ".join(
+        f"{c} {np.median(r):7.1f} ({np.median(np.array(r) / top):.2f}x)" for c, r in rates.items())
+          + "  [ratio: against env.camera=topdown]")
 
 
 # One arm's steps/s from another checkout (``--against-tree``): the same driver, that tree's env.
@@ -212,6 +257,7 @@ def main() -> None:
     ap.add_argument("--against-tree", metavar="DIR",
                     help="also time the env of another checkout (git worktree add /tmp/old REV) against this "
                          "one, each with its defaults, alternating fresh processes")
+    ap.add_argument("--cameras", action="store_true", help="time the dashcam against the top-down camera")
     ap.add_argument("--fidelity", type=int, default=0, metavar="N", help="episodes per arm (0: skip)")
     ap.add_argument("--fidelity-radius", type=float, default=HighwayEnvConfig.npc_lod_radius, metavar="M",
                     help="the radius the fidelity episodes compare with inf (default: the config's)")
@@ -223,6 +269,9 @@ def main() -> None:
           f"per-round ratios against highway-env's Road")
     for scenario in a.scenarios:
         speed(scenario, a.image, a.rounds, a.steps, tuple(a.radius))
+    if a.cameras:
+        print()
+        cameras(a.image, a.rounds, a.steps)
     if a.against_tree:
         print(f"\nagainst {a.against_tree}, {a.rounds} rounds x {a.steps} steps, fresh processes:")
         for scenario in a.scenarios:

@@ -26,7 +26,7 @@ ROUTES: dict[str, tuple[str, list[tuple]]] = {
     "left_hairpin_r15.csv": ("a left hairpin of 15 m", [("S", 100), ("L", 15, 180), ("S", 120)]),
     "chicane_r25.csv": ("a chicane: left, right, left, 25 m", [("S", 60), ("L", 25, 45), ("R", 25, 90), ("L", 25, 45), ("S", 120)]),
     "right_left_r12.csv": ("two junction turns, right then left, 12 m", [("S", 100), ("R", 12, 90), ("S", 60), ("L", 12, 90), ("S", 100)]),
-    "long_straight.csv": ("a long straight with a gentle 100 m bend", [("S", 250), ("R", 100, 30), ("S", 200)]),
+    "long_straight.csv": ("a long straight with a gentle 100 m bend", [("S", 200), ("R", 100, 30), ("S", 100)]),
     # test split
     "left_90_r20.csv": ("a left turn of 20 m", [("S", 140), ("L", 20, 90), ("S", 100)]),
     "right_90_r8.csv": ("a junction-like right turn of 8 m", [("S", 160), ("R", 8, 90), ("S", 90)]),
