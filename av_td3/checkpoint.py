@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT = "checkpoint.pt"
+from av_td3.rundir import CHECKPOINT  # noqa: F401  (callers name the file through this module)
 
 
 def save(state: dict[str, Any], path: Path) -> None:

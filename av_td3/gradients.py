@@ -122,6 +122,10 @@ class GuardedStep:
         self.alert_count = {lvl: z.clone() for lvl, t in self.alert_thresholds.items() if t is not None}
         self.alert_peak = {lvl: z.clone() for lvl in self.alert_count}
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (cnn, mlp) of the network this step updates."""
+        return {part: sum(p.numel() for p in ps) for part, ps in self.clipper.parts.items()}
+
     def __call__(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         stats = self.clipper()
         finite = stats["finite"] & torch.isfinite(loss.detach())

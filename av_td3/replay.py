@@ -72,6 +72,12 @@ class ReplayBuffer:
     def episode_open(self, value: bool) -> None:
         self.open[0] = bool(value)
 
+    def drop_episode(self, stream: int | None = None) -> None:
+        """Forget that ``stream``'s (None: every stream's) episode is running: its next observation starts
+        a new episode (after a lost episode, or on resume, where every env starts afresh)."""
+        for k in range(self.streams) if stream is None else [stream]:
+            self.open[k] = False
+
     def _wrap(self, slot: int, stream: int) -> int:
         base = stream * self.segment
         return base + (slot - base) % self.segment

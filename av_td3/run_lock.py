@@ -17,7 +17,7 @@ import os
 import socket
 from pathlib import Path
 
-from av_td3.analysis.runs import LOCK
+from av_td3.rundir import LOCK
 
 
 class RunDirLocked(RuntimeError):

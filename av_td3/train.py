@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from av_td3 import available_cores, config_dir
-from av_td3.analysis.runs import DONE, ERROR, RESULTS  # the run directory's file names
+from av_td3.rundir import DONE, ERROR, RESULTS
 from av_td3.config import ConfigError, register_configs, validate
 
 log = logging.getLogger("av_td3")
@@ -162,10 +162,11 @@ def _fail(run_dir: Path, message: str, multirun: bool, exc: BaseException, code:
     """Keep the error with the run (error.txt), then: in a sweep re-raise, so this job is marked failed
     and the others go on; in a single run print the message without a traceback and exit."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ERROR).write_text(
-        message + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    log.error("%s", message)
+    worker = getattr(exc, "worker_traceback", "")  # an env worker's own traceback (envs/worker.py)
+    (run_dir / ERROR).write_text(message + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                                 + (f"\nIn the env's worker process:\n{worker}" if worker else ""))
     if multirun:
+        log.error("%s", message)
         raise exc
     print(f"av-td3-train: {message}\n(traceback in {run_dir / 'error.txt'})", file=sys.stderr)
     sys.exit(code)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from av_td3.rundir import VIDEOS
+
 MAX_FRAMES = 200  # per video: a 1000-frame episode is shown every 5th frame
 HEIGHT = 144  # px of every panel
-VIDEOS = "videos"  # run-dir folder
 TAG = "eval/video"
 
 

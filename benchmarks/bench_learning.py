@@ -210,9 +210,8 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     if name == "classical":
         c = ClassicalConfig()
         spec = AgentSpec.from_spaces(env.observation_space, env.action_space, torch.device("cpu"),
-                                     cfg.clipping)
-        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase,
-                               c.dt * cfg.trainer.action_repeat)
+                                     cfg.clipping, step_seconds=cfg.env.step_seconds() * cfg.trainer.action_repeat)
+        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase, c.dt)
     else:
         agent = RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer

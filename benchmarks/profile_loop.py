@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_learning  # noqa: E402  (the same composition as the learning benchmark)
 
-from av_td3 import replay, trainer  # noqa: E402
+from av_td3 import replay, run_state, trainer, update_report  # noqa: E402
 from av_td3.agents import td3  # noqa: E402
 from av_td3.allocator import tune_allocator  # noqa: E402
 from av_td3.envs import highway  # noqa: E402
@@ -32,7 +32,7 @@ from av_td3.envs import highway  # noqa: E402
 PHASES = [(td3.TD3Agent, "update", "update"), (replay.ReplayBuffer, "sample", "replay sample"),
           (highway.HighwayDrivingEnv, "step", "env step (train + eval)"),
           (td3.TD3Agent, "act", "act (train + eval)"), (trainer.Trainer, "_evaluate", "evaluations"),
-          (trainer.Trainer, "_checkpoint", "checkpoints"), (trainer.Trainer, "_log_updates", "update logging"),
+          (run_state.RunState, "save", "checkpoints"), (update_report.UpdateReporter, "report", "update logging"),
           (replay.ReplayBuffer, "add", "replay add")]
 
 

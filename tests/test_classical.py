@@ -18,6 +18,7 @@ from av_td3.envs.contract import MAX_STEER_RAD, N_WAYPOINTS, WAYPOINT_SPACING, b
 from av_td3.envs.route import Route, wrap_angle
 
 CFG = ClassicalConfig()
+DT = 0.05  # s per action: the contract's 20 Hz (AgentSpec.step_seconds' default)
 
 
 def make_agent(**over) -> ClassicalAgent:
@@ -77,7 +78,7 @@ def test_pid_throttles_below_and_brakes_above_the_target_and_resets():
     agent.reset()
     for _ in range(200):  # saturated below target: the integral must not wind up
         agent.throttle_brake(0.0)
-    assert agent.integral <= 2 * CFG.target_speed * CFG.dt
+    assert agent.integral <= 2 * CFG.target_speed * DT
     agent.reset()
     assert agent.integral == 0.0 and agent.prev_speed is None
 
@@ -85,7 +86,7 @@ def test_pid_throttles_below_and_brakes_above_the_target_and_resets():
 def test_closed_loop_on_spec_route_with_a_kinematic_bicycle():
     """200 m straight, a 90-degree right turn of radius 20 m, 32 m to the goal (SPEC's ~264 m), driven
     by a kinematic bicycle at 20 Hz: the controller reaches the goal near the target speed, in lane."""
-    r, dt, L = 20.0, CFG.dt, CFG.wheelbase
+    r, dt, L = 20.0, DT, CFG.wheelbase
     th = np.linspace(0, math.pi / 2, 40)
     xy = np.vstack([np.stack([np.linspace(0, 200, 101), np.zeros(101)], 1),
                     np.stack([200 + r * np.sin(th), r * (1 - np.cos(th))], 1),
@@ -113,7 +114,7 @@ def test_closed_loop_on_spec_route_with_a_kinematic_bicycle():
 
 # --- the embedded simulator (highway-env) ---------------------------------------------------------------
 SMALL = ["env.image_height=36", "env.image_width=36"]
-METRIC_KEYS = {"mean_reward", "success_rate", "avg_collisions", "avg_lane_invasions", "avg_episode_length",
+METRIC_KEYS = {"mean_reward", "success_rate", "encounter_rate", "avg_collisions", "avg_lane_invasions", "avg_episode_length",
                "collisions_per_km", "lane_invasions_per_km", "ttc_mean_s", "ttc_min_s", "avg_speed_kmh",
                "completion_time_s", "jerk_mean_mps3", "jerk_max_mps3", "lat_accel_mean_mps2",
                "lat_accel_max_mps2", "avg_distance_m"}
@@ -146,3 +147,18 @@ def test_classical_run_writes_its_metrics_to_results_json(tmp_path):
     assert results["status"] == "finished" and results["updates"] == 0 and results["step"] == 0
     assert set(results["final_eval"]) == METRIC_KEYS
     assert results["final_eval"]["avg_distance_m"] > 0
+
+
+def test_the_controller_s_timestep_follows_the_action_repeat(compose):
+    from av_td3.agents.build import build_agent
+    from av_td3.config import ConfigError, validate
+    from av_td3.envs.highway import HighwayDrivingEnv
+
+    for repeat in (1, 2, 3):
+        raw = compose(["agent=classical", f"trainer.action_repeat={repeat}"])
+        cfg = validate(raw)
+        env = HighwayDrivingEnv(cfg.env, 0)
+        agent = build_agent(raw, cfg, env.observation_space, env.action_space, torch.device("cpu"))
+        assert agent.dt == pytest.approx(0.05 * repeat)  # 20 Hz frames, held `repeat` frames each
+    with pytest.raises(ConfigError, match=r"agent.dt: \(0.05 s\) is not the time between the controller's actions"):
+        validate(compose(["agent=classical", "trainer.action_repeat=2", "agent.dt=0.05"]))

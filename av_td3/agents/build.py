@@ -16,6 +16,8 @@ def build_agent(raw_cfg: DictConfig, cfg: Config, observation_space: spaces.Dict
                 device: torch.device):
     """``raw_cfg``: the composed config (its ``agent`` node has the ``_target_``); ``cfg``: the same,
     validated."""
+    env_step = cfg.env.step_seconds() if hasattr(cfg.env, "step_seconds") else 0.05
     spec = AgentSpec.from_spaces(observation_space, action_space, device, cfg.clipping,
-                                 diagnostics_every=cfg.trainer.log_every_updates)
+                                 diagnostics_every=cfg.trainer.log_every_updates,
+                                 step_seconds=env_step * cfg.trainer.action_repeat)
     return instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)

@@ -24,7 +24,7 @@ from av_td3.envs.contract import (MAX_STEER_RAD, N_WAYPOINTS, SPEED_SCALE, VECTO
 
 class ClassicalAgent:
     def __init__(self, spec: AgentSpec, target_speed: float, kp: float, ki: float, kd: float,
-                 lookahead: float, wheelbase: float, dt: float):
+                 lookahead: float, wheelbase: float, dt: float | None = None):
         # It reads the first 53 floats; optional features after them (env.observe_*) are ignored.
         if spec.vector_size < VECTOR_SIZE or spec.action_dim != 2:
             raise ValueError(
@@ -32,7 +32,8 @@ class ClassicalAgent:
                 f"floats) and [steer, throttle_brake] actions; got vector {spec.vector_size}, "
                 f"action {spec.action_dim}")
         self.target_speed, self.kp, self.ki, self.kd = target_speed, kp, ki, kd
-        self.lookahead, self.wheelbase, self.dt = lookahead, wheelbase, dt
+        # dt None: the time between actions the env and trainer.action_repeat give (AgentSpec.step_seconds).
+        self.lookahead, self.wheelbase, self.dt = lookahead, wheelbase, spec.step_seconds if dt is None else dt
         self.reset()
 
     def reset(self) -> None:

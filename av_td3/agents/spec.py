@@ -22,11 +22,14 @@ class AgentSpec:
     # Updates between diagnostics the agent measures at a cost (update sizes): the trainer's logging
     # interval (trainer.log_every_updates), so each logged interval carries one fresh measurement.
     diagnostics_every: int = 1
+    # Simulated seconds between the agent's actions (the env's step x trainer.action_repeat).
+    step_seconds: float = 0.05
 
     @classmethod
     def from_spaces(cls, obs: spaces.Dict, action: spaces.Box, device: torch.device,
-                    clipping: ClippingConfig, diagnostics_every: int = 1) -> "AgentSpec":
+                    clipping: ClippingConfig, diagnostics_every: int = 1, step_seconds: float = 0.05) -> "AgentSpec":
         image = obs.spaces.get(IMAGE)
         return cls(image_shape=None if image is None else tuple(image.shape),
                    vector_size=int(obs.spaces[VECTOR].shape[0]), action_dim=int(action.shape[0]),
-                   device=device, clipping=clipping, diagnostics_every=diagnostics_every)
+                   device=device, clipping=clipping, diagnostics_every=diagnostics_every,
+                   step_seconds=step_seconds)

@@ -21,7 +21,6 @@ import hashlib
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from av_td3 import tags
 from av_td3.analysis import figures as figures_module
 from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
-from av_td3.analysis.runs import RunDir, discover_runs, read_scalars
+from av_td3.analysis.runs import RunDir, RunRow, discover_runs, read_scalars
 from av_td3.analysis.stats import percent
 from av_td3.helptext import plain
 
@@ -47,22 +46,6 @@ COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
                                           (tags.clipped(n), tags.grad_norm(n, "BEFORE"), tags.grad_norm(n, "AFTER"))]
 TRAIN_TAIL = 10  # training episodes a foreign run's return is averaged over, when it logged no evaluation
 RESULTS_SOURCE = "results.json"
-
-
-@dataclass
-class RunRow:
-    run: RunDir
-    group: str  # the overrides without the seed and those all runs share, "a=1,b=2" ("(defaults)": none)
-    seed: int | None
-    status: str
-    values: dict[str, float] = field(default_factory=dict)
-    problem: str | None = None  # why the run is listed below the table (besides not having finished)
-    source: str | None = None  # where the score came from: results.json or an event tag
-
-    @property
-    def scored(self) -> bool:
-        """Counts in the statistics: a finished run of ours, or another code's run scored from events."""
-        return self.status in ("finished", "foreign")
 
 
 def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: str | None = None) -> list[RunRow]:

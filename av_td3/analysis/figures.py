@@ -26,15 +26,12 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from av_td3 import tags
-from av_td3.analysis.runs import RunDirError, read_scalars
+from av_td3.analysis.runs import RunDirError, RunRow, read_scalars
 
-if TYPE_CHECKING:  # compare imports this module
-    from av_td3.analysis.compare import RunRow
 
 FONT = 8
 BAND_REPS = 1000

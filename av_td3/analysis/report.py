@@ -39,7 +39,7 @@ from av_td3.analysis import stats
 from av_td3.analysis import validate as val
 from av_td3 import available_cores
 from av_td3 import tags
-from av_td3.analysis.runs import DONE, STATUSES, discover_runs, find_run_paths, read_scalars
+from av_td3.analysis.runs import DONE, STATUSES, RunRow, discover_runs, find_run_paths, read_scalars
 from av_td3.helptext import plain
 
 # The group each experiment's other groups are measured against (compare's --baseline). Experiments
@@ -103,7 +103,7 @@ def validate_all(sweep_dir: Path) -> list[val.RunReport]:
     return [val.validate_run(run, opts) for run in discover_runs([sweep_dir])]
 
 
-def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
+def secondary_table(rows: list[RunRow], reps: int) -> str:
     """Mean [95% CI] and IQM [95% CI] per group for the secondary evaluation metrics, as markdown."""
     groups = sorted({r.group for r in rows})
     finished = [r for r in rows if r.status == "finished"]
@@ -128,7 +128,7 @@ def secondary_table(rows: list[cmp.RunRow], reps: int) -> str:
 UPDATE_WINDOWS = [("first quarter", 0.0, 0.25), ("second half", 0.5, 1.0)]
 
 
-def update_ratio_table(rows: list[cmp.RunRow], reps: int, baseline: str | None) -> str:
+def update_ratio_table(rows: list[RunRow], reps: int, baseline: str | None) -> str:
     """Per group and network: each run's median ||step|| / ||weights|| (debug/<net>_update_ratio) over the
     first quarter and the second half of its logged updates, summarised over runs as IQM [95% CI] and n;
     with a baseline, each group's IQM as a multiple of the baseline's. Empty when no run logged it."""
@@ -167,12 +167,12 @@ def update_ratio_table(rows: list[cmp.RunRow], reps: int, baseline: str | None) 
     return "\n".join(lines)
 
 
-def final_videos(rows: list[cmp.RunRow], out: Path) -> list[tuple[str, Path]]:
+def final_videos(rows: list[RunRow], out: Path) -> list[tuple[str, Path]]:
     """(group, copy in OUT/videos/) of the final evaluation's video (trainer.eval_video) of each group's
     first finished run (lowest seed): what the policy the table scores does."""
     import shutil
 
-    from av_td3.video import VIDEOS
+    from av_td3.rundir import VIDEOS
 
     found = []
     for g in sorted({r.group for r in rows}):

@@ -1,14 +1,6 @@
 """Finding and loading run directories: shared by ``av-td3 validate`` and ``av-td3 compare``.
 
-A run directory (what the trainer writes)::
-
-    RUN/.hydra/{config,hydra,overrides}.yaml   Hydra's record of the run
-    RUN/events.out.tfevents.*                  one file per session (a resume adds one); runs written
-                                               before the eighth session keep theirs in RUN/tb/
-    RUN/results.json                           written at the end of a session: status, step, alerts, ...
-    RUN/DONE                                   empty, written last by a finished run
-    RUN/error.txt                              the message and traceback of a failed run
-
+A run directory's layout is av_td3/rundir.py (event files in RUN/ or, for runs of early versions, RUN/tb/).
 A multirun directory holds ``multirun.yaml`` and job directories at any depth. A plain TensorBoard log
 directory (event files, no ``.hydra``) or a single event file also loads, without a config.
 """
@@ -25,14 +17,7 @@ from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
-# The file names of a run directory: av_td3.trainer and av_td3.train write them, analysis reads them.
-CONFIG = Path(".hydra") / "config.yaml"
-OVERRIDES = Path(".hydra") / "overrides.yaml"
-RESULTS = "results.json"
-DONE = "DONE"
-ERROR = "error.txt"
-TB = "tb"
-LOCK = ".lock"  # held by the training process that writes the run (av_td3/run_lock.py)
+from av_td3.rundir import CONFIG, DONE, ERROR, OVERRIDES, RESULTS, TB  # noqa: F401  (the layout, one place)
 
 # "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
 # reached is known only from its scalars.
@@ -260,3 +245,19 @@ def find_run_paths(path: Path) -> list[Path]:
 
 def _is_run(path: Path) -> bool:
     return (path / CONFIG).is_file() or bool(event_files(path / TB)) or bool(event_files(path))
+
+
+@dataclass
+class RunRow:
+    run: RunDir
+    group: str  # the overrides without the seed and those all runs share, "a=1,b=2" ("(defaults)": none)
+    seed: int | None
+    status: str
+    values: dict[str, float] = field(default_factory=dict)
+    problem: str | None = None  # why the run is listed below the table (besides not having finished)
+    source: str | None = None  # where the score came from: results.json or an event tag
+
+    @property
+    def scored(self) -> bool:
+        """Counts in the statistics: a finished run of ours, or another code's run scored from events."""
+        return self.status in ("finished", "foreign")

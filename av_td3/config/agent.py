@@ -2,6 +2,7 @@
 env's spaces at build time (``hydra.utils.instantiate(cfg.agent, ...)``)."""
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from av_td3.config.errors import check
 
@@ -97,10 +98,14 @@ class ClassicalConfig:
     kd: float = 0.02
     lookahead: float = 6.0  # m, Pure Pursuit look-ahead distance
     wheelbase: float = 2.9  # m (Tesla Model 3: 2.875)
-    dt: float = 0.05  # s between actions, for the PID's integral and derivative (the contract's 20 Hz)
+    # s between the controller's actions, for the PID's integral and derivative; null = derived: the env's
+    # step (env.simulation_frequency / env.fixed_delta_seconds) x trainer.action_repeat. A value that
+    # differs from that is an error.
+    dt: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name in ("target_speed", "lookahead", "wheelbase", "dt"):
+        for name in ("target_speed", "lookahead", "wheelbase"):
             check(getattr(self, name) > 0, f"agent.{name}", f"must be positive, got {getattr(self, name)}")
+        check(self.dt is None or self.dt > 0, "agent.dt", f"must be positive (or null: derived), got {self.dt}")
         for name in ("kp", "ki", "kd"):
             check(getattr(self, name) >= 0, f"agent.{name}", f"must be >= 0, got {getattr(self, name)}")

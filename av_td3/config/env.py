@@ -235,6 +235,9 @@ class HighwayEnvConfig(DrivingEnvConfig):
     view_behind: float = 6.0  # m
     render_scale: int = 2
 
+    def step_seconds(self) -> float:
+        return 1.0 / self.simulation_frequency
+
     def __post_init__(self) -> None:
         self.check()
         check(self.simulation_frequency >= 1, "env.simulation_frequency", "must be >= 1")
@@ -281,6 +284,9 @@ class CarlaEnvConfig(DrivingEnvConfig):
     fixed_delta_seconds: float = 0.05
     worker: bool = True  # EnvProcessConfig: the client's aborts kill only the worker
     ego_blueprint: str = "vehicle.tesla.model3"
+
+    def step_seconds(self) -> float:
+        return self.fixed_delta_seconds
 
     def __post_init__(self) -> None:
         self.check()

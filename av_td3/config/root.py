@@ -104,6 +104,12 @@ class Config:
         check(not (isinstance(self.agent, ClassicalConfig) and getattr(self.env, "vector", "reference") != "reference"),
               "env.vector", "the classical controller steers on the reference vector's route waypoints: it needs "
               "env.vector=reference")
+        if isinstance(self.agent, ClassicalConfig) and hasattr(self.env, "step_seconds"):
+            step = self.env.step_seconds() * self.trainer.action_repeat
+            if self.agent.dt is not None:
+                check(abs(self.agent.dt - step) < 1e-9, "agent.dt",
+                      f"({self.agent.dt:g} s) is not the time between the controller's actions, the env's step "
+                      f"x trainer.action_repeat = {step:g} s; leave it null to derive it")
         check(self.trainer.num_envs == 1 or not isinstance(self.env, CarlaEnvConfig), "trainer.num_envs",
               "env=carla runs one train env per server for now (each needs its own ports); use one job per "
               "server for parallel collection")

@@ -56,7 +56,7 @@ def _serve(conn, build: Callable[[], gym.Env]) -> None:
     try:
         env = build()
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which decides
-        conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+        conn.send(("error", (f"{type(e).__name__}: {e}", traceback.format_exc())))
         return
     conn.send(("ok", {"observation_space": env.observation_space, "action_space": env.action_space,
                       "metadata": env.metadata, "render_mode": env.render_mode}))
@@ -179,7 +179,10 @@ class SupervisedEnv(gym.Env):
             raise EnvFailed(f"the {self.name} env's worker died while starting (exit code {code})") from None
         if kind != "ok":
             self._kill()
-            raise EnvFailed(f"the {self.name} env could not be built in its worker: {payload}")
+            message, worker_traceback = payload
+            error = EnvFailed(f"the {self.name} env could not be built in its worker: {message}")
+            error.worker_traceback = worker_traceback  # for error.txt; the console gets the one line
+            raise error
         return payload
 
     def _call(self, command: str, arg):

@@ -1,0 +1,25 @@
+"""The run directory's layout, in one place: what the trainer writes and analysis reads. Nothing here
+imports the rest of av_td3, so both sides depend on it and on nothing of each other's.
+
+    RUN/.hydra/{config,hydra,overrides}.yaml   Hydra's record of the run (the composed config)
+    RUN/events.out.tfevents.*                  TensorBoard, one file per segment (a resume adds one)
+    RUN/train.csv, RUN/eval.csv                episodes and evaluations, one row each
+    RUN/checkpoint.pt                          the whole run state (agent, replay, RNG, counters)
+    RUN/results.json                           written when a segment ends: status, step, evaluations
+    RUN/videos/                                evaluation videos (trainer.eval_video, av-td3 evaluate --video)
+    RUN/error.txt                              the message and traceback of a failed run
+    RUN/.lock                                  held by the process training the run (run_lock.py)
+    RUN/DONE                                   empty, written last by a finished run
+"""
+
+from pathlib import Path
+
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+DONE = "DONE"
+ERROR = "error.txt"
+VIDEOS = "videos"
+LOCK = ".lock"
+TB = "tb"  # where runs written by early versions of av-td3 keep their event files
