@@ -21,8 +21,9 @@ import math
 import sys
 from pathlib import Path
 
-from av_td3.helptext import plain
-from av_td3.jsonsafe import finite_or_none
+from av_td3.helptext import missing_paths, plain
+from av_td3.rundir import CHECKPOINT, CONFIG
+from av_td3.jsonsafe import jsonable
 
 EVALUATE_JSON = "evaluate.json"
 COLUMNS = (("success_rate", "success", "{:.0%}"), ("collisions_per_km", "coll/km", "{:.2f}"),
@@ -68,8 +69,8 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     from av_td3.config import ConfigError, validate
     from av_td3.config.root import SCHEMAS, Config
 
-    path = run_dir / ".hydra" / "config.yaml"
-    if not run_dir.is_dir():
+    path = run_dir / CONFIG
+    if missing_paths([run_dir]):
         raise EvaluateError(f"no run directory at {run_dir}")
     if not path.is_file():
         raise EvaluateError(f"{run_dir} is not a run directory (no .hydra/config.yaml)")
@@ -95,7 +96,7 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     if episodes < 1:
         raise EvaluateError(f"--episodes must be >= 1, got {episodes}")
     raw, cfg = load_run_config(run_dir, overrides)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
         raise EvaluateError(f"{run_dir} has no checkpoint.pt (the run has not reached its first checkpoint)")
     routes = _routes(raw, cfg, route_files, split)
@@ -143,7 +144,7 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
               "overrides": overrides, "routes": per_route, "overall": overall}
     out.mkdir(parents=True, exist_ok=True)
     path = out / EVALUATE_JSON
-    path.write_text(json.dumps(finite_or_none(result), indent=2))
+    path.write_text(json.dumps(jsonable(result), indent=2))
     result["path"] = path
     return result
 

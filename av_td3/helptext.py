@@ -10,3 +10,9 @@ def plain(doc: str | None) -> str:
     """``doc`` without reStructuredText markup: ``x`` -> x, and a trailing ``::`` -> ``:``."""
     text = re.sub(r"``([^`]+)``", r"\1", doc or "")
     return re.sub(r"::$", ":", text, flags=re.M)
+
+
+def missing_paths(paths) -> str | None:
+    """The one line a command prints (and exits 2 with) when some of its input paths do not exist."""
+    missing = [str(p) for p in paths if not p.exists()]
+    return f"no such file or directory: {', '.join(missing)}" if missing else None

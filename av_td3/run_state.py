@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from av_td3 import checkpoint, tags
-from av_td3.jsonsafe import finite_or_none
+from av_td3.jsonsafe import jsonable
 from av_td3.rundir import CHECKPOINT, RESULTS
 
 
@@ -90,7 +90,7 @@ class RunState:
             "reconnects": self.reconnects, "wall_time_s": self.elapsed(), "error": error,
         }
         tmp = self.run_dir / f".{RESULTS}.tmp"
-        tmp.write_text(json.dumps(finite_or_none(results), indent=2, default=_json_default))
+        tmp.write_text(json.dumps(jsonable(results), indent=2, default=_json_default))
         tmp.replace(self.run_dir / RESULTS)
 
     def written_metrics(self) -> list[str]:

@@ -1,9 +1,8 @@
 """Packed parameters (agents/flat.py): the module keeps its parameters, values and layouts; gradients land
-in the buffer; an optimizer state saved before packing resumes into it."""
+in the buffer."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -69,41 +68,3 @@ def test_mixed_dtypes_are_refused():
     net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3).double())
     with pytest.raises(ValueError, match="several dtypes"):
         FlatParameters(net)
-
-
-def test_an_unpacked_adam_state_resumes_into_the_packed_optimizer():
-    """A run checkpointed before packing (per-tensor Adam moments) continues exactly as the per-tensor
-    optimizer would have."""
-    old = small_critic()
-    old_opt = torch.optim.Adam(old.parameters(), lr=1e-2, fused=True)
-    for seed in range(3):
-        old_opt.zero_grad()
-        loss_of(old, seed).backward()
-        old_opt.step()
-    saved_net, saved_opt = copy.deepcopy(old.state_dict()), copy.deepcopy(old_opt.state_dict())
-
-    new = small_critic()
-    new.load_state_dict(saved_net)
-    flat = FlatParameters(new)
-    new_opt = torch.optim.Adam([flat.param], lr=1e-2, fused=True)
-    new_opt.load_state_dict(flat.adopt_optimizer_state(saved_opt))
-    packed = new_opt.state_dict()
-    assert flat.adopt_optimizer_state(packed) is packed  # a packed state passes as it is
-
-    for seed in (3, 4):
-        old_opt.zero_grad()
-        loss_of(old, seed).backward()
-        old_opt.step()
-        flat.zero_grad()
-        loss_of(new, seed).backward()
-        new_opt.step()
-    for (name, p), q in zip(new.named_parameters(), old.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
-    assert int(new_opt.state_dict()["state"][0]["step"]) == 5
-
-
-def test_an_optimizer_state_of_another_network_is_refused():
-    flat = FlatParameters(small_critic())
-    other = torch.optim.Adam(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)).parameters())
-    with pytest.raises(ValueError, match="different network"):
-        flat.adopt_optimizer_state(other.state_dict())

@@ -62,24 +62,3 @@ class FlatParameters:
                 raise RuntimeError("a backward replaced a parameter's .grad instead of accumulating into "
                                    "the packed gradient buffer (create_graph=True, or .grad set to None): "
                                    "the optimizer would step on stale gradients")
-
-    def adopt_optimizer_state(self, state: dict) -> dict:
-        """An optimizer ``state_dict`` saved before packing (one entry per module parameter, as runs
-        checkpointed by earlier versions hold) in the packed layout; a packed one is returned as it is."""
-        (group,) = state["param_groups"]
-        if len(group["params"]) == 1:
-            return state
-        if len(group["params"]) != len(self.params):
-            raise ValueError(f"the checkpoint's optimizer state is for {len(group['params'])} parameters, "
-                             f"this network has {len(self.params)}: it is from a different network")
-        packed_group = {**group, "params": [0]}
-        if not state["state"]:  # saved before the first step
-            return {"state": {}, "param_groups": [packed_group]}
-        per = [state["state"][i] for i in group["params"]]
-        packed = {"step": per[0]["step"]}  # one step count: every parameter stepped together
-        for key in (k for k in per[0] if k != "step"):
-            flat = torch.empty_like(self.param.data)
-            for i, s in enumerate(per):
-                self._view(flat, i).copy_(s[key])
-            packed[key] = flat
-        return {"state": {0: packed}, "param_groups": [packed_group]}

@@ -63,6 +63,11 @@ class NatureCNN(nn.Module):
         # tensor-core friendly on GPU). The layout changes speed, never values.
         self.convs.to(memory_format=torch.channels_last)
 
+    def extra_repr(self) -> str:
+        # What print(model) shows: forward() runs these layers, but not as the Sequential would.
+        return ("forward: pixels scaled to [-1, 1] inside convs.0 (its weights / 127.5, bias - sum of weights), "
+                "each conv in the input's memory layout, the last ReLU after Flatten")
+
     def pixels(self, image_u8: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
         """uint8 (B, F, H, W) -> floats (the compute dtype: 0..255 are exact in bfloat16 too), unscaled:
         what ``forward`` takes. The update converts each batch once for every encoder that reads it.
@@ -136,6 +141,10 @@ class Critic(nn.Module):
                 ) -> list[torch.Tensor]:
         x = torch.cat([features, vector, action], dim=1)
         return [head(x).squeeze(1) for head in self.heads]
+
+    def q1(self, features: torch.Tensor, vector: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The first head alone, (B, 1): what TD3's actor maximises."""
+        return self.heads[0](torch.cat([features, vector, action], dim=1))
 
 
 def parameter_groups(net: nn.Module) -> dict[str, list[nn.Parameter]]:

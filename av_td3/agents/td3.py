@@ -159,7 +159,7 @@ class TD3Agent:
             actor_feat = self._encode(self.actor.encoder, obs)
         pre_tanh = self.actor.pre_tanh(actor_feat, obs["vector"])
         action_pi = torch.tanh(pre_tanh)
-        actor_loss = -self.critic.heads[0](torch.cat([critic_feat, obs["vector"], action_pi], 1)).mean()
+        actor_loss = -self.critic.q1(critic_feat, obs["vector"], action_pi).mean()
         if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
             actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
         self._backward("actor", actor_loss)
@@ -194,8 +194,8 @@ class TD3Agent:
     def load_state_dict(self, state: dict) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_step", "critic_step"):
             getattr(self, name).load_state_dict(state[name])
-        for name in ("actor", "critic"):  # a checkpoint from before packing holds per-tensor moments
-            getattr(self, f"{name}_opt").load_state_dict(self.flat[name].adopt_optimizer_state(state[f"{name}_opt"]))
+        for name in ("actor", "critic"):
+            getattr(self, f"{name}_opt").load_state_dict(state[f"{name}_opt"])
         self.num_updates = int(state["num_updates"])
 
     def guarded_steps(self) -> dict[str, GuardedStep]:

@@ -13,7 +13,9 @@ from pathlib import Path
 from av_td3 import tags
 from av_td3.analysis.runs import find_run_paths
 from av_td3.analysis.validate.checks import DEFAULTS, Options, RunReport
-from av_td3.analysis.validate.output import _json_safe, exit_code, format_report, verdict_line
+from av_td3.analysis.validate.output import exit_code, format_report, verdict_line
+from av_td3.helptext import missing_paths
+from av_td3.jsonsafe import jsonable
 from av_td3.analysis.validate.runner import validate_path
 from av_td3.helptext import plain
 
@@ -91,9 +93,9 @@ def given_limits(specs: list[str], norm_type: float, clipping_file: Path | None)
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = [p for p in args.paths if not p.exists()]
+    missing = missing_paths(args.paths)
     if missing:
-        print(f"av-td3 validate: no such file or directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        print(f"av-td3 validate: {missing}", file=sys.stderr)
         return 2
     try:
         limits = given_limits(args.limit, args.norm_type, args.clipping)
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         reports += [validate_path(t, opts) for t in targets]
     code = exit_code(reports)
     if args.json:
-        print(json.dumps(_json_safe({"exit_code": code, "runs": [asdict(r) for r in reports]}), indent=1))
+        print(json.dumps(jsonable({"exit_code": code, "runs": [asdict(r) for r in reports]}, nonfinite="text"), indent=1))
         return code
     for r in reports:
         if r.verdict == "ERROR":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from av_td3.analysis.validate.checks import FAIL, PASS, SKIP, WARN, RunReport
 
 # --- output -------------------------------------------------------------------------------------------------
@@ -33,15 +31,3 @@ def exit_code(reports: list[RunReport]) -> int:
     if any(r.verdict == "ERROR" for r in reports):
         return 2
     return 1 if any(r.verdict == "FAIL" for r in reports) else 0
-
-
-def _json_safe(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
