@@ -118,7 +118,7 @@ class GuardedStep:
         self.nonfinite_run = z.clone()  # skipped in a row, up to now
         self.nonfinite_max_run = z.clone()  # longest such run since the last fetch
         # Alerts compare the CNN part's BEFORE norm with each threshold; count and peak per level.
-        self.alert_thresholds = {"warning": cfg.alert_cnn_warning, "critical": cfg.alert_cnn_critical}
+        self.alert_thresholds = {level: cfg.alert_threshold(level) for level in ("warning", "critical")}
         self.alert_count = {lvl: z.clone() for lvl, t in self.alert_thresholds.items() if t is not None}
         self.alert_peak = {lvl: z.clone() for lvl in self.alert_count}
 

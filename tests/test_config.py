@@ -62,7 +62,7 @@ def test_clipping_options_carry_the_reference_limits(compose):
         c = validate(compose(["+experiment=actor_clipping", f"clip_arm={arm}"])).clipping
         for net, healthy in (("actor", 161.0), ("critic", 9.6e4)):
             part = getattr(c, net)
-            assert part.mode == "none" or part.alert_cnn_warning > 2 * healthy, (arm, net)
+            assert part.mode == "none" or part.alert_threshold("warning") > 2 * healthy, (arm, net)
     drive = validate(compose(["size=drive", "clipping=reference"])).clipping
     assert (drive.actor.max_norm, drive.critic.max_norm) == (1.0, 10.0)
 
@@ -185,7 +185,7 @@ def test_each_ablation_arm_is_the_reference_plus_one_lever(compose, lever):
 
     base, arm = keys([]), keys([f"levers={lever}"])
     assert {k for k in base if base[k] != arm[k]} == LEVERS[lever]
-    drive = keys(["levers=drive"])  # all of them: the union of every arm's changes
+    drive = keys(["levers=all"])  # all of them: the union of every arm's changes
     assert {k for k in base if base[k] != drive[k]} == set().union(*LEVERS.values())
     assert all(drive[k] == arm[k] for k in LEVERS[lever])
 

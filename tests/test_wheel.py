@@ -21,7 +21,7 @@ def test_wheel_carries_the_configs_and_runs_a_smoke_step(tmp_path):
     (wheel,) = wheels.glob("av_td3-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("av_td3/conf/config.yaml", "av_td3/conf/experiment/learn_to_drive.yaml",
-                   "av_td3/conf/levers/drive.yaml", "av_td3/conf/size/env/smoke_highway.yaml",
+                   "av_td3/conf/levers/all.yaml", "av_td3/conf/size/env/smoke_highway.yaml",
                    "av_td3/envs/carla/town01_route.csv"):
         assert needed in names, needed
     # Installed on its own (the dependencies come from this environment), ahead of the checkout.

@@ -24,9 +24,12 @@ class NetClipConfig:
     clip_value: Optional[float] = None
     cnn_max_norm: Optional[float] = None
     mlp_max_norm: Optional[float] = None
-    # BEFORE-clipping global norm of the CNN part above which an alert is written (null: never).
+    # BEFORE-clipping global norm of the CNN part above which an alert is written. null: derived, the
+    # factor below x max_norm under mode=norm (the reference's 1.5x and 2x), never under other modes.
     alert_cnn_warning: Optional[float] = None
     alert_cnn_critical: Optional[float] = None
+    alert_warning_factor: Optional[float] = 1.5  # null: no derived warning
+    alert_critical_factor: Optional[float] = 2.0
 
     def check(self, key: str) -> None:
         check(self.mode in MODES, f"{key}.mode", f"must be one of {MODES}, got {self.mode!r}")
@@ -47,9 +50,22 @@ class NetClipConfig:
             check(all(v is None for v in (self.max_norm, self.cnn_max_norm, self.mlp_max_norm,
                                           self.clip_value)),
                   f"{key}.mode", "limits are set but mode=none ignores them; set mode=norm or value")
-        w, c = self.alert_cnn_warning, self.alert_cnn_critical
+        for name in ("alert_warning_factor", "alert_critical_factor"):
+            value = getattr(self, name)
+            check(value is None or value > 0, f"{key}.{name}", f"must be positive (or null), got {value}")
+        w, c = self.alert_threshold("warning"), self.alert_threshold("critical")
         check(w is None or c is None or w <= c, f"{key}.alert_cnn_warning",
               f"warning threshold {w} must not exceed the critical one {c}")
+
+    def alert_threshold(self, level: str) -> Optional[float]:
+        """The CNN norm above which a ``level`` (warning / critical) alert fires; None: never."""
+        own = getattr(self, f"alert_cnn_{level}")
+        if own is not None:
+            return own
+        factor = getattr(self, f"alert_{level}_factor")
+        if factor is None or self.mode != "norm" or self.max_norm is None:
+            return None
+        return factor * self.max_norm
 
     def limit(self, part: Optional[str] = None) -> Optional[float]:
         """The norm limit that bounds the AFTER value of ``part`` (None: the whole network)."""
