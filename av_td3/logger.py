@@ -28,7 +28,7 @@ class RunLogger:
         # In the run directory itself, so TensorBoard names the run by its job ("clip_arm=none,seed=0"),
         # not ".../tb". Runs from before keep their events in RUN/tb/; the readers take both.
         self.tb = SummaryWriter(str(run_dir), purge_step=purge_step)
-        if purge_step is None:  # a resumed run's first session declared the layout already
+        if purge_step is None:  # a resumed run's first segment declared the layout already
             self.tb.add_custom_scalars(tags.custom_scalars_layout())
         if purge_step is not None:
             for path in run_dir.glob("*.csv"):
@@ -66,7 +66,7 @@ class RunLogger:
 
 
 def _drop_rows_from(path: Path, step: int) -> None:
-    """Remove the rows a crashed session wrote at or after ``step`` (the resumed run rewrites them)."""
+    """Remove the rows a crashed process wrote at or after ``step`` (the resumed run rewrites them)."""
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:

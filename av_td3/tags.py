@@ -107,7 +107,7 @@ def custom_scalars_layout() -> dict:
 # Older names that other TD3 code wrote for the same quantities, read as the canonical tag when a run
 # lacks it (analysis.runs applies them on reading). Each alias says where it comes from.
 ALIASES: dict[str, str] = {
-    # The reference system before its gradient-clipping fix (seeds/gradient-clipping-fix-report.md):
+    # The reference system before its gradient-clipping fix (docs/reference.md):
     # per-part norms logged after clipping under gradients/, summed over parameters (so parts/<net>
     # shows their factor against the whole).
     **{f"gradients/{net}_{part}_norm": grad_norm(net, "AFTER", part) for net in NETWORKS for part in PARTS},

@@ -42,7 +42,7 @@ if not OmegaConf.has_resolver("av_td3_job_dir"):
 def threads_per_job(requested: int) -> int:
     """torch threads for this run: as asked, or this process's cores shared among parallel jobs, and
     never more than the cores idle at the start (os.getloadavg): an intra-op thread pool larger than the
-    free cores makes every op wait for a descheduled thread (issue 18: ~20x slower beside one other
+    free cores makes every op wait for a descheduled thread (up to ~20x slower beside one other
     CPU-bound process with 2 threads on 2 cores, against 1 thread)."""
     if requested:
         return requested

@@ -1,7 +1,7 @@
 """The CARLA env against a real CARLA 0.9.16 server at CARLA_HOST:CARLA_PORT (default 127.0.0.1:2000).
 
 Every test skips with "no CARLA server at host:port" when none answers within 2 s (checked once per
-session). Start a server as docs_carla.md shows (docker image carlasim/carla:0.9.16, -RenderOffScreen).
+session). Start a server as docs/carla.md shows (docker image carlasim/carla:0.9.16, -RenderOffScreen).
 """
 
 import math

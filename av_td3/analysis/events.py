@@ -8,7 +8,7 @@ take ~10 s per run of 400k scalar events. Here the work is vectorised with numpy
 2. both CRCs of every record are checked at once (a table-driven crc32c vectorised over records);
 3. records laid out exactly as writers emit ``simple_value`` scalars (``wall_time, step,
    summary{value{tag, simple_value}}``) are decoded by byte offsets over all records at once; anything
-   else (tensor-valued scalars, session logs, other plugins) goes through the full protobuf.
+   else (tensor-valued scalars, TensorBoard's run-start records, other plugins) goes through the full protobuf.
 
 A truncated or corrupt file raises ``EventFileError``: partial data is never returned silently.
 
@@ -421,7 +421,7 @@ def read_scalars(paths: Iterable[Path | str], tags: Iterable[str] | None = None)
     files.sort(key=lambda f: (np.nan_to_num(f[1].first_wall_time, nan=_name_time(f[0])),
                               _name_time(f[0]), f[0].name))
     # A partial last record is what a run killed mid-write leaves. Once the run has been resumed (a
-    # later file starts with a purge: the resumed session rewrote everything after its checkpoint) the
+    # later file starts with a purge: the resumed run rewrote everything after its checkpoint) the
     # file is read up to that record; anywhere else it is an error, never silently dropped.
     for i, (_, fe) in enumerate(files):
         if fe.truncated is not None and not any(later.purges for _, later in files[i + 1:]):

@@ -141,7 +141,7 @@ def load_run(path: Path) -> RunDir:
     path = Path(path)
     if path.is_file():
         return _load_event_file(path)
-    # RUN/events.* (since the eighth session) and RUN/tb/events.* (before: a resumed old run has both).
+    # RUN/events.* and RUN/tb/events.* (early versions of av-td3: a resumed old run has both).
     files = sorted(event_files(path) + event_files(path / TB), key=lambda p: p.name)  # by creation time
     run = RunDir(path=path, event_files=files)
     if (path / CONFIG).is_file():
@@ -178,7 +178,7 @@ def _load_yaml(path: Path, resolve: bool) -> Any:
 
 
 def _load_outcome(run: RunDir) -> None:
-    """results.json, DONE and error.txt -> status. A resumed run can hold an older session's file beside
+    """results.json, DONE and error.txt -> status. A resumed run can hold an older segment's file beside
     a newer one, so when both results.json and error.txt exist the newer decides."""
     path = run.path
     results, error = path / RESULTS, path / ERROR
@@ -198,7 +198,7 @@ def _load_outcome(run: RunDir) -> None:
     if run.results is not None and not error_newer:
         run.status = str(run.results.get("status", "unfinished"))
         if run.status == "finished" and not run.done:
-            run.status = "unfinished"  # results written, but the session died before the DONE marker
+            run.status = "unfinished"  # results written, but the process died before the DONE marker
     elif run.error_line is not None:
         run.status = "failed"
     elif run.config_path is not None:

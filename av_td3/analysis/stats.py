@@ -97,7 +97,7 @@ def percent(x: float | None) -> str:
 
 def limit_value(x: float, limit: float) -> str:
     """``x`` printed beside ``limit``: 4 significant digits, more where those would hide which side of
-    the limit it lies on (1.0000002 against 1 prints 1.0000002, not 1)."""
+    the limit it lies on (x = 1 + 2e-7 against a limit of 1 prints as 1.0000002, not as 1)."""
     text = f"{x:.4g}"
     shown = float(text)
     if x != limit and (shown == limit or (shown - limit) * (x - limit) < 0):
