@@ -13,14 +13,13 @@ Interleaved rounds; the median ratio is reported.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 
 from av_td3.agents.networks import parameter_groups
 from av_td3.allocator import tune_allocator
 from av_td3.logger import UpdateLog
-from common import machine, make_agent, median, random_batch, rate, reference_clipping
+from common import machine, make_agent, median, random_batch, rate, reference_clipping, update_parser
 
 
 class BareStep:
@@ -40,13 +39,8 @@ class BareStep:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", type=int, default=84)
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--updates", type=int, default=10, help="updates per round")
+    ap = update_parser(__doc__, updates=10)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--measure-every", type=int, default=10,
                     help="updates between update-ratio measurements (trainer.log_every_updates; 1 = every update)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -6,7 +6,6 @@ relative to one TD3 update, in one run.
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ import torch
 from av_td3.allocator import tune_allocator
 from av_td3.envs.contract import FrameStack
 from av_td3.replay import ReplayBuffer
-from common import machine, make_agent, median, rate, reference_clipping
+from common import machine, make_agent, median, rate, reference_clipping, update_parser
 
 
 def fill(buf: ReplayBuffer, n: int, frames: int, image: int, seed: int = 0) -> None:
@@ -55,12 +54,8 @@ def sb3_bytes_per_transition(frames: int, image: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--image", type=int, default=84)
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
+    ap = update_parser(__doc__, updates=1)
     ap.add_argument("--fill", type=int, default=20_000)
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     tune_allocator()  # as every av-td3 training process does (av_td3/allocator.py)
     torch.set_num_threads(a.threads)

@@ -32,7 +32,7 @@ from av_td3.allocator import tune_allocator
 from av_td3.logger import UpdateLog
 from av_td3.replay import ReplayBuffer
 from bench_replay import fill
-from common import machine, make_agent, median, rate, reference_clipping
+from common import machine, make_agent, median, rate, reference_clipping, update_parser
 
 
 @dataclass(frozen=True)
@@ -140,13 +140,8 @@ def _worker(conn, c: Contender, a: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", type=int, default=84)
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--updates", type=int, default=6, help="updates per round")
+    ap = update_parser(__doc__, updates=6)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fill", type=int, default=5000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-sb3", action="store_true")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import platform
 import statistics
 import time
@@ -73,3 +75,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def update_parser(doc: str, updates: int, threads: int = 2) -> argparse.ArgumentParser:
+    """The arguments every update benchmark takes: SPEC's shapes (image side, frames, batch), updates per
+    round (or profiled), torch threads."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", type=int, default=84, help="image side (SPEC: 84)")
+    ap.add_argument("--frames", type=int, default=4, help="frames per stack (SPEC: 4)")
+    ap.add_argument("--batch", type=int, default=256, help="batch size (SPEC: 256)")
+    ap.add_argument("--updates", type=int, default=updates, help="updates per round")
+    ap.add_argument("--threads", type=int, default=threads, help="torch threads")
+    return ap

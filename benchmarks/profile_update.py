@@ -13,7 +13,6 @@ The profiler inflates some operators (large copies most): read the kinds against
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from bench_update import build_contenders
-from common import machine
+from common import machine, update_parser
 
 # Leaf operators by kind of work; anything else is "other" (Python, autograd bookkeeping, small ops).
 KINDS = {
@@ -90,12 +89,7 @@ def layer_table(batch: int, image: int, frames: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", type=int, default=84)
-    ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--updates", type=int, default=4, help="profiled updates per contender")
-    ap.add_argument("--threads", type=int, default=2)
+    ap = update_parser(__doc__, updates=4)
     ap.add_argument("--fill", type=int, default=3000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

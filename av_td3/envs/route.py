@@ -123,7 +123,7 @@ class Route:
             rate = (np.interp(mid + h, mid, yaw) - np.interp(mid - h, mid, yaw)) / TURN_SMOOTHING
             turning = np.abs(rate) > 1.0 / TURN_RADIUS
             self._turns = []
-            start = None
+            start, last = None, -1  # the current stretch's first and last turning segment
             for i in range(len(mid) + 1):
                 if i < len(mid) and turning[i]:
                     if start is not None and mid[i] - mid[last] > TURN_GAP:
