@@ -162,3 +162,37 @@ def test_the_controller_s_timestep_follows_the_action_repeat(compose):
         assert agent.dt == pytest.approx(0.05 * repeat)  # 20 Hz frames, held `repeat` frames each
     with pytest.raises(ConfigError, match=r"agent.dt: \(0.05 s\) is not the time between the controller's actions"):
         validate(compose(["agent=classical", "trainer.action_repeat=2", "agent.dt=0.05"]))
+
+
+def following_agent():
+    spec = AgentSpec(image_shape=None, vector_size=55, action_dim=2, device=torch.device("cpu"),
+                     clipping=ClippingConfig(), obstacle_range=20.0)
+    hp = {k: getattr(CFG, k) for k in CFG.__dataclass_fields__ if k != "_target_"} | {"car_following": True}
+    return ClassicalAgent(spec, **hp)
+
+
+def test_car_following_brakes_behind_a_slower_car_and_leaves_the_pid_alone_otherwise():
+    straight = np.stack([2.0 * np.arange(1, 26), np.zeros(25)], 1)
+    base = obs_of(8.0, straight)["vector"]
+
+    def pedal(agent, gap, closing):
+        agent.reset()
+        vector = np.concatenate([base, [gap / 20.0, closing / 30.0]]).astype(np.float32)
+        return agent.act({"vector": vector})[1]
+
+    follower, blind = following_agent(), make_agent()
+    free = pedal(follower, 20.0, 0.0)  # nothing within range: the PID alone
+    blind.reset()
+    assert free == blind.act({"vector": base})[1]
+    assert pedal(follower, 6.0, 4.0) == -1.0  # 6 m behind a car 4 m/s slower: full brake
+    assert -1.0 < pedal(follower, 15.0, 1.0) < free  # farther and slower closing: a gentler pedal
+    gaps = [pedal(follower, g, 2.0) for g in (5.0, 10.0, 15.0, 19.0)]
+    assert gaps == sorted(gaps)  # the nearer, the harder it brakes
+
+
+def test_car_following_needs_the_gap_in_the_vector(compose):
+    from av_td3.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="agent.car_following: .*env.observe_obstacle=true"):
+        validate(compose(["agent=classical", "agent.car_following=true"]))
+    validate(compose(["agent=classical", "agent.car_following=true", "env.observe_obstacle=true"]))

@@ -19,5 +19,6 @@ def build_agent(raw_cfg: DictConfig, cfg: Config, observation_space: spaces.Dict
     env_step = cfg.env.step_seconds() if hasattr(cfg.env, "step_seconds") else 0.05
     spec = AgentSpec.from_spaces(observation_space, action_space, device, cfg.clipping,
                                  diagnostics_every=cfg.trainer.log_every_updates,
-                                 step_seconds=env_step * cfg.trainer.action_repeat)
+                                 step_seconds=env_step * cfg.trainer.action_repeat,
+                                 obstacle_range=getattr(cfg.env, "obstacle_range", 20.0))
     return instantiate(raw_cfg.agent, _partial_=True, _convert_="all")(spec=spec)

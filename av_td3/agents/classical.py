@@ -2,8 +2,10 @@
 
 It reads only the contract's 53-float vector (``contract.build_vector``): the speed (``vector[0]`` x 30
 m/s) and the 25 route waypoints ahead (``vector[3:]``, (x forward, y right) pairs in the vehicle frame,
-/50 m). So it drives in every driving env (embedded or CARLA) unchanged; it does not see the camera,
-so it does not react to other vehicles. It has no ``update``: the trainer only evaluates it.
+/50 m). So it drives in every driving env (embedded or CARLA) unchanged; it does not see the camera, so
+by default it does not react to other vehicles. With ``agent.car_following`` it also reads the gap and
+closing speed to the vehicle ahead (the vector's obstacle features, env.observe_obstacle) and follows it
+by IDM's speed law. It has no ``update``: the trainer only evaluates it.
 
 Steering: the look-ahead point is where the route polyline (the vehicle, then the waypoints) first lies
 ``lookahead`` metres from the vehicle; the Pure Pursuit angle for a vehicle of ``wheelbase`` is
@@ -18,13 +20,16 @@ import math
 import numpy as np
 
 from av_td3.agents.spec import AgentSpec
-from av_td3.envs.contract import (MAX_STEER_RAD, N_WAYPOINTS, SPEED_SCALE, VECTOR, VECTOR_SIZE,
-                                  WAYPOINT_SCALE)
+from av_td3.envs.contract import (MAX_STEER_RAD, N_WAYPOINTS, OBSTACLE_FEATURES, SPEED_SCALE, VECTOR,
+                                  VECTOR_SIZE, WAYPOINT_SCALE)
 
 
 class ClassicalAgent:
     def __init__(self, spec: AgentSpec, target_speed: float, kp: float, ki: float, kd: float,
-                 lookahead: float, wheelbase: float, dt: float | None = None):
+                 lookahead: float, wheelbase: float, dt: float | None = None, car_following: bool = False,
+                 follow_time_headway: float = 1.5, follow_min_gap: float = 2.0,
+                 follow_max_acceleration: float = 3.0, follow_comfortable_deceleration: float = 3.0,
+                 follow_full_brake: float = 8.0):
         # It reads the first 53 floats; optional features after them (env.observe_*) are ignored.
         if spec.vector_size < VECTOR_SIZE or spec.action_dim != 2:
             raise ValueError(
@@ -34,6 +39,12 @@ class ClassicalAgent:
         self.target_speed, self.kp, self.ki, self.kd = target_speed, kp, ki, kd
         # dt None: the time between actions the env and trainer.action_repeat give (AgentSpec.step_seconds).
         self.lookahead, self.wheelbase, self.dt = lookahead, wheelbase, spec.step_seconds if dt is None else dt
+        if car_following and spec.vector_size < VECTOR_SIZE + OBSTACLE_FEATURES:
+            raise ValueError("agent.car_following needs the obstacle features in the vector (env.observe_obstacle)")
+        self.car_following, self.obstacle_range = car_following, spec.obstacle_range
+        self.headway, self.min_gap = follow_time_headway, follow_min_gap
+        self.max_accel, self.comfort_decel, self.full_brake = (follow_max_acceleration, follow_comfortable_deceleration,
+                                                               follow_full_brake)
         self.reset()
 
     def reset(self) -> None:
@@ -46,7 +57,20 @@ class ClassicalAgent:
         vector = np.asarray(obs[VECTOR], dtype=np.float64)
         speed = float(vector[0]) * SPEED_SCALE
         waypoints = vector[3:3 + 2 * N_WAYPOINTS].reshape(N_WAYPOINTS, 2) * WAYPOINT_SCALE
-        return np.array([self.steer(waypoints), self.throttle_brake(speed)], dtype=np.float32)
+        pedal = self.throttle_brake(speed)
+        if self.car_following:
+            gap, closing = vector[VECTOR_SIZE] * self.obstacle_range, vector[VECTOR_SIZE + 1] * SPEED_SCALE
+            if gap < self.obstacle_range:  # a vehicle ahead in the lane
+                pedal = min(pedal, self.follow(speed, gap, closing))
+        return np.array([self.steer(waypoints), pedal], dtype=np.float32)
+
+    def follow(self, speed: float, gap: float, closing: float) -> float:
+        """IDM's acceleration behind a vehicle ``gap`` m ahead that the ego closes on at ``closing`` m/s,
+        as a pedal value (throttle per max acceleration, brake per full-brake deceleration)."""
+        desired = self.min_gap + max(0.0, speed * self.headway
+                                     + speed * closing / (2.0 * math.sqrt(self.max_accel * self.comfort_decel)))
+        accel = self.max_accel * (1.0 - (speed / self.target_speed) ** 4 - (desired / max(gap, 0.1)) ** 2)
+        return float(np.clip(accel / (self.max_accel if accel > 0 else self.full_brake), -1.0, 1.0))
 
     def throttle_brake(self, speed: float) -> float:
         """PID on the speed error; derivative on the measurement (no kick when the target changes);

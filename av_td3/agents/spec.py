@@ -24,12 +24,15 @@ class AgentSpec:
     diagnostics_every: int = 1
     # Simulated seconds between the agent's actions (the env's step x trainer.action_repeat).
     step_seconds: float = 0.05
+    # m: the range the vector's obstacle features are normalised by (env.obstacle_range; driving envs).
+    obstacle_range: float = 20.0
 
     @classmethod
     def from_spaces(cls, obs: spaces.Dict, action: spaces.Box, device: torch.device,
-                    clipping: ClippingConfig, diagnostics_every: int = 1, step_seconds: float = 0.05) -> "AgentSpec":
+                    clipping: ClippingConfig, diagnostics_every: int = 1, step_seconds: float = 0.05,
+                    obstacle_range: float = 20.0) -> "AgentSpec":
         image = obs.spaces.get(IMAGE)
         return cls(image_shape=None if image is None else tuple(image.shape),
                    vector_size=int(obs.spaces[VECTOR].shape[0]), action_dim=int(action.shape[0]),
                    device=device, clipping=clipping, diagnostics_every=diagnostics_every,
-                   step_seconds=step_seconds)
+                   step_seconds=step_seconds, obstacle_range=obstacle_range)

@@ -102,9 +102,19 @@ class ClassicalConfig:
     # step (env.simulation_frequency / env.fixed_delta_seconds) x trainer.action_repeat. A value that
     # differs from that is an error.
     dt: Optional[float] = None
+    # Car following: an IDM speed law (Treiber et al. 2000) on the gap and closing speed to the vehicle
+    # ahead that the observation vector carries with env.observe_obstacle=true; the pedal is the smaller
+    # of the PID's and IDM's. false = the reference's controller, blind to other vehicles.
+    car_following: bool = False
+    follow_time_headway: float = 1.5  # s, IDM's T
+    follow_min_gap: float = 2.0  # m bumper to bumper at a standstill, IDM's s0
+    follow_max_acceleration: float = 3.0  # m/s^2, IDM's a (the embedded ego's full throttle)
+    follow_comfortable_deceleration: float = 3.0  # m/s^2, IDM's b
+    follow_full_brake: float = 8.0  # m/s^2 that a full brake pedal gives (the embedded ego's)
 
     def __post_init__(self) -> None:
-        for name in ("target_speed", "lookahead", "wheelbase"):
+        for name in ("target_speed", "lookahead", "wheelbase", "follow_time_headway", "follow_max_acceleration",
+                     "follow_comfortable_deceleration", "follow_full_brake"):
             check(getattr(self, name) > 0, f"agent.{name}", f"must be positive, got {getattr(self, name)}")
         check(self.dt is None or self.dt > 0, "agent.dt", f"must be positive (or null: derived), got {self.dt}")
         for name in ("kp", "ki", "kd"):

@@ -104,6 +104,9 @@ class Config:
         check(not (isinstance(self.agent, ClassicalConfig) and getattr(self.env, "vector", "reference") != "reference"),
               "env.vector", "the classical controller steers on the reference vector's route waypoints: it needs "
               "env.vector=reference")
+        check(not (isinstance(self.agent, ClassicalConfig) and self.agent.car_following
+                   and not getattr(self.env, "observe_obstacle", False)), "agent.car_following",
+              "follows the gap to the vehicle ahead in the observation vector: set env.observe_obstacle=true")
         if isinstance(self.agent, ClassicalConfig) and hasattr(self.env, "step_seconds"):
             step = self.env.step_seconds() * self.trainer.action_repeat
             if self.agent.dt is not None:
