@@ -1,7 +1,7 @@
 """Learning to drive, measured: our TD3 against Stable-Baselines3's TD3 on the same task, budget and
 seeds, with the classical controller and a random policy as floor and reference, in one run.
 
-Every contender sees the env that ``+experiment=learn_to_drive`` composes (overrides after ``--`` change
+Every contender sees the env that ``+experiment=learn_to_drive`` (or ``--experiment NAME``) composes (overrides after ``--`` change
 it for all of them), built by av-td3's own factory, with the action repeat the config sets:
 
 - ``ours``: the real ``Trainer`` on the composed config, as ``av-td3-train`` runs it (diagnostics,
@@ -20,12 +20,18 @@ seeds (``trainer.eval_seeds``), ``trainer.eval_episodes`` every ``trainer.eval_e
 it prints success rate, collisions per km and return over seeds as mean and IQM with 95% stratified-
 bootstrap CIs (rliable, via ``av_td3.analysis.stats``), the wall time of each learner's training call
 (evaluations included) and the ratio between them, the env frames each ran per second (training and
-evaluation frames) and that ratio, and it writes ``OUT/learning_curves.png`` and
+evaluation frames) and that ratio, the training phase's frames per second (evaluation time excluded, so a
+policy that fails its evaluations fast does not skew it) and that ratio, and with both learners on the
+same seeds a paired comparison of their final success and return (mean difference with a 95% bootstrap
+CI, Wilcoxon signed-rank p). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
+augmentation, no saturation penalty, 1-step returns, uniform warm-up actions). It writes ``OUT/learning_curves.png`` and
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
+    python benchmarks/bench_learning.py --experiment drive_from_camera --equal --contenders ours sb3 \
+        --seeds 0 1 2 3 4 5 6 7 8 9 -- trainer.total_steps=150000                 # equal terms, paired
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ import numpy as np
 FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions per km"),
            ("mean_reward", "return"))
 CONTENDERS = ("ours", "sb3", "classical", "random")
+# Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
+EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
+               "exploration.warmup=uniform"]
 
 
 def compose(overrides: list[str]):
@@ -67,15 +76,21 @@ def eval_env(cfg):
     return with_repeat(make_env(cfg, "eval"), cfg.trainer.action_repeat)
 
 
-def job(contender: str, seed: int, overrides: list[str], out: str) -> dict:
+def job(contender: str, seed: int, overrides: list[str], out: str, experiment: str = "learn_to_drive") -> dict:
     import torch
 
     from av_td3.allocator import tune_allocator
 
     torch.set_num_threads(1)
     tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)
-    raw, cfg = compose(["+experiment=learn_to_drive", f"seed={seed}", "device=cpu", "torch_threads=1",
+    raw, cfg = compose([f"+experiment={experiment}", f"seed={seed}", "device=cpu", "torch_threads=1",
                         "trainer.progress_bar=false", *overrides])
+    if contender == "classical" and cfg.env.vector != "reference":
+        # The controller steers on route waypoints and follows the car ahead by its gap: a privileged
+        # baseline on a camera task, given the reference vector with the gap.
+        raw, cfg = compose([f"+experiment={experiment}", f"seed={seed}", "device=cpu", "torch_threads=1",
+                            "trainer.progress_bar=false", *overrides, "env.vector=reference",
+                            "env.observe_obstacle=true"])
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
     result = fn(raw, cfg, Path(out) / "runs" / contender / f"seed={seed}", contender)
     return {"contender": contender, "seed": seed, **result}
@@ -93,10 +108,21 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(raw, cfg, run_dir)
+    evaluate, eval_s = trainer._evaluate, [0.0]
+
+    def timed_evaluate(*args, **kwargs):  # the evaluation phases' wall time, to leave it out of training's
+        t0 = time.perf_counter()
+        try:
+            return evaluate(*args, **kwargs)
+        finally:
+            eval_s[0] += time.perf_counter() - t0
+
+    trainer._evaluate = timed_evaluate
     trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
-    # The run's wall time over all its sessions (a resumed run counts its earlier ones too).
-    return {"evals": evals, "wall_s": trainer.elapsed(), "frames": trainer.step}
+    # The run's wall time over all its segments (a resumed run counts its earlier ones too; its earlier
+    # evaluations' time is not known, so a resumed run's training phase looks slower than it was).
+    return {"evals": evals, "wall_s": trainer.elapsed(), "eval_s": eval_s[0], "frames": trainer.step}
 
 
 def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
@@ -151,6 +177,14 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
         raise SystemExit(f"bench_learning: no SB3 counterpart for exploration.process={x.process}")
 
     evals: list[dict] = []
+    eval_s = [0.0]
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            eval_s[0] += time.perf_counter() - t0
 
     class Evaluate(BaseCallback):
         """Evaluate every eval_every env frames, as the trainer does (SB3 counts agent steps)."""
@@ -158,8 +192,8 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
         def _on_step(self) -> bool:
             frames = self.num_timesteps * k
             if t.eval_every and frames % t.eval_every < k and frames < t.total_steps:
-                evals.append({"step": frames, **evaluate(Policy(self.model), test_env,
-                                                         eval_seeds(cfg.seed, t.eval_episodes))})
+                evals.append({"step": frames, **timed(lambda: evaluate(Policy(self.model), test_env,
+                                                                       eval_seeds(cfg.seed, t.eval_episodes)))})
             return True
 
     model = TD3("MultiInputPolicy", train_env, learning_rate=a.critic_lr, buffer_size=t.replay_capacity,
@@ -171,10 +205,11 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
                                    share_features_extractor=False))
     t0 = time.perf_counter()
     model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
-    final = evaluate(Policy(model), test_env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
+    final = timed(lambda: evaluate(Policy(model), test_env,
+                                   eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes)))
     wall = time.perf_counter() - t0
     evals.append({"step": model.num_timesteps * k, **final})
-    return {"evals": evals, "wall_s": wall, "frames": model.num_timesteps * k}
+    return {"evals": evals, "wall_s": wall, "eval_s": eval_s[0], "frames": model.num_timesteps * k}
 
 
 class Policy:
@@ -210,8 +245,10 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     if name == "classical":
         c = ClassicalConfig()
         spec = AgentSpec.from_spaces(env.observation_space, env.action_space, torch.device("cpu"),
-                                     cfg.clipping, step_seconds=cfg.env.step_seconds() * cfg.trainer.action_repeat)
-        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase, c.dt)
+                                     cfg.clipping, step_seconds=cfg.env.step_seconds() * cfg.trainer.action_repeat,
+                                     obstacle_range=cfg.env.obstacle_range)
+        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase, c.dt,
+                               car_following=cfg.env.observe_obstacle)
     else:
         agent = RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer
@@ -300,6 +337,9 @@ def main() -> None:
     p.add_argument("--sb3-seeds", type=int, nargs="+", help="seeds for SB3 (default: --seeds); the wall-time "
                                                              "ratio uses the seeds both learners ran")
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    p.add_argument("--experiment", default="learn_to_drive", help="the task (+experiment=NAME) every contender runs")
+    p.add_argument("--equal", action="store_true",
+                   help="ours restricted to what SB3's TD3 has: " + " ".join(EQUAL_TERMS))
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one torch thread each)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/learning"))
@@ -311,14 +351,17 @@ def main() -> None:
     if args.replot:
         saved = json.loads((args.out / "results.json").read_text())
         args.overrides = saved["overrides"]
-    _, cfg = compose(["+experiment=learn_to_drive", *args.overrides])
+        args.experiment = saved.get("experiment", "learn_to_drive")
+    elif args.equal:
+        args.overrides = EQUAL_TERMS + args.overrides
+    _, cfg = compose([f"+experiment={args.experiment}", *args.overrides])
     if args.replot:
         return report(saved["runs"], cfg, args)
     npcs = f"{cfg.scenario.npc_vehicles} NPCs"
     if hasattr(cfg.env, "traffic_fraction"):  # the embedded env spawns this share of the scenario's NPCs
         npcs = (f"{round(cfg.scenario.npc_vehicles * cfg.env.traffic_fraction)} NPCs (the scenario's "
                 f"{cfg.scenario.npc_vehicles} x env.traffic_fraction {cfg.env.traffic_fraction})")
-    print(f"task: +experiment=learn_to_drive {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
+    print(f"task: +experiment={args.experiment} {' '.join(args.overrides)}; {cfg.trainer.total_steps} env "
           f"frames, action repeat {cfg.trainer.action_repeat}, {npcs}, "
           f"seeds {args.seeds}")
     print(f"SB3 has no counterpart of agent.augmentation={cfg.agent.augmentation}, "
@@ -334,7 +377,7 @@ def main() -> None:
     order += [(c, s) for c in args.contenders if c not in learners for s in seeds[c]]
     results: list[dict] = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(job, c, s, args.overrides, str(args.out)) for c, s in order]
+        futures = [pool.submit(job, c, s, args.overrides, str(args.out), args.experiment) for c, s in order]
         for f in futures:
             r = f.result()
             results.append(r)
@@ -342,6 +385,24 @@ def main() -> None:
             print(f"  {r['contender']} seed {r['seed']}: final success {final.get('success_rate', math.nan):.0%}, "
                   f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s", flush=True)
     report(results, cfg, args)
+
+
+def paired(walls: dict, seeds: list[int], reps: int) -> None:
+    """Ours against SB3 seed by seed: the mean paired difference of the final success rate and return,
+    with a 95% bootstrap CI over seeds and the Wilcoxon signed-rank test's two-sided p."""
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    for key, label in (("success_rate", "success"), ("mean_reward", "return")):
+        d = np.array([walls["ours"][s]["evals"][-1].get(key, math.nan) - walls["sb3"][s]["evals"][-1].get(key, math.nan)
+                      for s in seeds], dtype=float)
+        if not np.isfinite(d).all():
+            continue
+        boot = rng.choice(d, size=(reps, len(d))).mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        p = wilcoxon(d).pvalue if np.any(d != 0) else 1.0
+        print(f"paired, ours - sb3, final {label} (n={len(d)} seeds): mean {d.mean():+.3g} [{lo:+.3g}, {hi:+.3g}], "
+              f"Wilcoxon signed-rank p = {p:.3g}")
 
 
 def report(results: list[dict], cfg, args) -> None:
@@ -369,12 +430,21 @@ def report(results: list[dict], cfg, args) -> None:
               f"{eval_frames['ours']}, sb3 {eval_frames['sb3']}), median over seeds: ours "
               f"{np.median(list(rates['ours'].values())):.1f}, sb3 {np.median(list(rates['sb3'].values())):.1f}; "
               f"ratio ours/sb3 per seed {[round(x, 2) for x in rate_ratios]}, median {np.median(rate_ratios):.2f}x")
+        if all("eval_s" in walls[c][s] for c in walls for s in common):
+            train_rates = {c: {s: walls[c][s]["frames"] / max(walls[c][s]["wall_s"] - walls[c][s]["eval_s"], 1e-9)
+                               for s in common} for c in walls}
+            train_ratios = [train_rates["ours"][s] / train_rates["sb3"][s] for s in common]
+            print(f"training-phase env frames/s (evaluation time excluded), median over seeds: ours "
+                  f"{np.median(list(train_rates['ours'].values())):.1f}, sb3 "
+                  f"{np.median(list(train_rates['sb3'].values())):.1f}; ratio ours/sb3 per seed "
+                  f"{[round(x, 2) for x in train_ratios]}, median {np.median(train_ratios):.2f}x")
+        paired(walls, common, args.reps)
     for name in ("ours", "sb3"):
         if walls[name]:
             print(f"{name} wall per seed (s): {[round(walls[name][s]['wall_s']) for s in sorted(walls[name])]}")
-    plot(summary, args.out / "learning_curves.png", f"learn_to_drive, {cfg.trainer.total_steps} env frames")
-    (args.out / "results.json").write_text(json.dumps({"overrides": args.overrides, "runs": results,
-                                                       "summary": summary}, indent=1, default=float))
+    plot(summary, args.out / "learning_curves.png", f"{args.experiment}, {cfg.trainer.total_steps} env frames")
+    (args.out / "results.json").write_text(json.dumps({"experiment": args.experiment, "overrides": args.overrides,
+                                                       "runs": results, "summary": summary}, indent=1, default=float))
     print(f"\nwrote {args.out / 'learning_curves.png'} and {args.out / 'results.json'}")
 
 
