@@ -862,3 +862,15 @@ def test_only_the_driving_envs_traffic_manager_is_synchronous(fake_server):
     assert train._parked is not None and train._tm.set_synchronous_mode.call_args.args == (False,)
     train.close()
     evaluation.close()
+
+
+@needs_carla
+def test_carla_without_a_camera_and_with_the_minimal_vector(fake_server):
+    env = fake_env(npc=0, camera="none", vector="minimal", camera_pitch=-5.0)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"vector"} and obs["vector"].shape == (8,) and env.observation_space.contains(obs)
+    assert not any(a.type_id == "sensor.camera.rgb" for a in fake_server.actors.values())  # no camera spawned
+    obs, *_ = env.step(np.array([0.2, 0.5], dtype=np.float32))
+    np.testing.assert_allclose(obs["vector"][2:4], [0.2, 0.5])  # the previous action
+    assert list(obs["vector"][4:7]) == [1, 0, 0]  # the Town01 route's turn is far ahead: follow the lane
+    env.close()
