@@ -102,3 +102,44 @@ def peak_lateral_acceleration(friction):
 def test_friction_caps_lateral_acceleration():
     assert peak_lateral_acceleration(math.inf) > 30.0  # the kinematic bicycle alone turns at any speed
     assert peak_lateral_acceleration(0.8) == pytest.approx(0.8 * 9.81, rel=1e-3)  # understeer at the limit
+
+
+def test_steering_lag_smooths_lock_to_lock_commands():
+    def yaw_swing(tau):
+        env = HighwayDrivingEnv(small(camera="none", steer_time_constant=tau), 0)
+        env.reset(seed=0)
+        env.ego.speed = 8.0
+        heading = []
+        for t in range(40):  # full left, full right, every frame
+            _, _, _, _, info = env.step(np.array([1.0 if t % 2 else -1.0, 0.3]))
+            heading.append(info["heading_error"])
+        return np.abs(np.diff(heading)).mean(), env  # how far the car turns per frame
+
+    instant, _ = yaw_swing(0.0)
+    lagged, env = yaw_swing(0.3)
+    assert lagged < instant / 5  # the rack averages the flips out
+    assert abs(env._steer) < 0.1
+    env = HighwayDrivingEnv(small(camera="none", steer_time_constant=0.3), 0)
+    env.reset(seed=0)
+    for _ in range(60):  # a held command is reached: 1 - exp(-3 s / 0.3 s)
+        env.step(np.array([0.5, 0.0]))
+    assert env._steer == pytest.approx(0.5, rel=1e-3)
+
+
+def test_the_smoothness_penalty_pulls_consecutive_actions_together():
+    torch.manual_seed(0)
+    env = HighwayDrivingEnv(small(camera="none", vector="reference"), 0)
+    spec, _ = agent_for(env)
+    obs = {"vector": torch.randn(32, spec.vector_size)}
+    nxt = {"vector": torch.randn(32, spec.vector_size)}
+    batch = (obs, torch.zeros(32, 2), torch.zeros(32), nxt, torch.ones(32))
+    gaps = {}
+    for penalty in (0.0, 10.0):
+        torch.manual_seed(1)
+        agent = TD3Agent(spec, [8, 16], [4, 3], [2, 1], 32, [32, 32], "shared", 2, 1e-3, 1e-3, 0.0, 0.99, 0.005,
+                         0.2, 0.5, 2, 32, smoothness_penalty=penalty)
+        for _ in range(200):
+            agent.update(*batch)
+        with torch.no_grad():
+            gaps[penalty] = (agent.actor(obs["vector"][:, :0], obs["vector"]) - agent.actor(nxt["vector"][:, :0], nxt["vector"])).abs().mean()
+    assert gaps[10.0] < gaps[0.0] / 2

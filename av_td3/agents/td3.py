@@ -36,14 +36,14 @@ class TD3Agent:
                  actor_lr: float, critic_lr: float, weight_decay: float, gamma: float, tau: float,
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
                  layer_norm: bool = False, n_step: int = 1, augmentation: str = "none", shift_pad: int = 4,
-                 saturation_penalty: float = 0.0,
+                 saturation_penalty: float = 0.0, smoothness_penalty: float = 0.0,
                  precision: str = "float32", compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
         self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, policy_delay
         self.batch_size, self.n_step = batch_size, n_step
-        self.saturation_penalty = saturation_penalty
+        self.saturation_penalty, self.smoothness_penalty = saturation_penalty, smoothness_penalty
         self.shift_pad = shift_pad if augmentation == "shift" else 0
         self.shared_encoder = encoder == "shared"
         self.num_updates = 0
@@ -162,6 +162,12 @@ class TD3Agent:
         actor_loss = -self.critic.q1(critic_feat, obs["vector"], action_pi).mean()
         if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
             actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
+        if self.smoothness_penalty:  # CAPS's temporal term: the next state's action close to this one's
+            if not self.shared_encoder:
+                with torch.no_grad():
+                    next_actor_feat = self._encode(self.actor.encoder, next_obs)
+            next_pi = self.actor(next_actor_feat.detach(), next_obs["vector"])
+            actor_loss = actor_loss + self.smoothness_penalty * (action_pi - next_pi).pow(2).sum(1).mean()
         self._backward("actor", actor_loss)
         actor = self.actor_step(actor_loss)
 

@@ -46,6 +46,11 @@ class TD3Config:
     # a flat early critic lets Adam drive x far into the tanh's flat tails (|x| ~ 15 measured), where
     # the actor's gradient vanishes and its actions stay pinned at +-1 (the reference: 0).
     saturation_penalty: float = 0.0
+    # Adds smoothness_penalty * mean((pi(s) - pi(s'))^2) over the replay's consecutive observations to the
+    # actor loss: CAPS's temporal term (Mysore et al. 2021), against bang-bang actions that flip from one
+    # limit to the other on every step. The next observation's features are the ones the critic target
+    # already computed (shared encoder) or the actor's own, without a gradient into the CNN. 0 = off.
+    smoothness_penalty: float = 0.0
     # DrQ's image augmentation on every sampled batch: shift = pad by shift_pad pixels (edge
     # replicated) and crop back at a random offset, per sample, for obs and next_obs independently.
     augmentation: str = "none"
@@ -78,6 +83,8 @@ class TD3Config:
         check(self.n_step >= 1, f"{k}.n_step", f"must be >= 1, got {self.n_step}")
         check(self.saturation_penalty >= 0, f"{k}.saturation_penalty",
               f"must be >= 0, got {self.saturation_penalty}")
+        check(self.smoothness_penalty >= 0, f"{k}.smoothness_penalty",
+              f"must be >= 0, got {self.smoothness_penalty}")
         check(self.augmentation in AUGMENTATIONS, f"{k}.augmentation",
               f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         check(self.shift_pad >= 1, f"{k}.shift_pad", f"must be >= 1, got {self.shift_pad}")

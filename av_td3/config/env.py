@@ -217,6 +217,10 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # have (CARLA's vehicle physics smooth it too). 0 = the acceleration follows the pedal within the
     # step (the reference embedded simulator), so white action noise at 20 Hz is all jerk.
     actuator_time_constant: float = 0.0
+    # First-order lag (s) from the steering command to the front wheels' angle, as a steering rack has;
+    # commands that flip from lock to lock each step then average out instead of throwing the car from
+    # side to side. 0 = the wheels take the commanded angle within the step (the reference).
+    steer_time_constant: float = 0.0
     # Training episodes that start at a uniformly random point of the route (0 .. route length -
     # RANDOM_START_MARGIN), at a speed drawn uniformly from [0, random_start_speed] m/s, instead of at rest
     # at its start: the turn then shows up in every other episode, not only in those that survive 200 m
@@ -249,6 +253,8 @@ class HighwayEnvConfig(DrivingEnvConfig):
         check(self.random_start_speed >= 0, "env.random_start_speed",
               f"must be >= 0, got {self.random_start_speed}")
         check(self.npc_lod_radius > 0, "env.npc_lod_radius", f"must be > 0 (inf: no level of detail), got {self.npc_lod_radius}")
+        check(self.steer_time_constant >= 0, "env.steer_time_constant",
+              f"must be >= 0, got {self.steer_time_constant}")
         check(self.actuator_time_constant >= 0, "env.actuator_time_constant",
               f"must be >= 0, got {self.actuator_time_constant}")
         for name in ("wheelbase", "max_acceleration", "max_deceleration", "view_ahead"):

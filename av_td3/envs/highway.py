@@ -149,6 +149,7 @@ class HighwayDrivingEnv(gym.Env):
         proj = self.route.project(self.ego.position)
         self._s, self._speed, self._accel, self._heading = proj.s, v0, 0.0, self.ego.heading
         self._actuator = 0.0  # the acceleration the drivetrain and brakes deliver (actuator lag)
+        self._steer = 0.0  # the wheels' angle / MAX_STEER_RAD (steering lag)
         self._invading = self._crashed = self._completed = False
         self._steps = 0
         self._stack.reset()
@@ -167,6 +168,9 @@ class HighwayDrivingEnv(gym.Env):
             accel = self._actuator + (accel - self._actuator) * -math.expm1(-self.dt / tau)
         accel = max(accel, -max(self.ego.speed, 0.0) / self.dt)  # braking stops the ego, never reverses it
         self._actuator = accel  # a stopped car's brakes deliver no deceleration to release later
+        if self.cfg.steer_time_constant > 0:  # the same exact discretisation for the steering rack
+            steer = self._steer + (steer - self._steer) * -math.expm1(-self.dt / self.cfg.steer_time_constant)
+            self._steer = steer
         self.ego.act({"steering": steer * MAX_STEER_RAD, "acceleration": accel})
         self.road.act()  # the NPCs decide (the ego keeps the action just set)
         self.road.step(self.dt)
