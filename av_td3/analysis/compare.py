@@ -31,7 +31,7 @@ from av_td3.analysis import stats
 from av_td3.analysis.events import EventFileError
 from av_td3.analysis.runs import RunDir, RunRow, discover_runs, read_scalars
 from av_td3.analysis.stats import percent
-from av_td3.helptext import missing_paths, plain
+from av_td3.helptext import plain, report_missing
 
 FINAL = "final_eval"
 # Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
@@ -366,9 +366,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_paths(args.dirs)
-    if missing:
-        print(f"av-td3 compare: {missing}", file=sys.stderr)
+    if report_missing("compare", args.dirs):
         return 2
     try:
         result = compare(args.dirs, args.out or default_out(args.dirs), args.metric, args.baseline, args.reps,

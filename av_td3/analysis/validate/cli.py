@@ -14,7 +14,7 @@ from av_td3 import tags
 from av_td3.analysis.runs import find_run_paths
 from av_td3.analysis.validate.checks import DEFAULTS, Options, RunReport
 from av_td3.analysis.validate.output import exit_code, format_report, verdict_line
-from av_td3.helptext import missing_paths
+from av_td3.helptext import report_missing
 from av_td3.jsonsafe import jsonable
 from av_td3.analysis.validate.runner import validate_path
 from av_td3.helptext import plain
@@ -93,9 +93,7 @@ def given_limits(specs: list[str], norm_type: float, clipping_file: Path | None)
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_paths(args.paths)
-    if missing:
-        print(f"av-td3 validate: {missing}", file=sys.stderr)
+    if report_missing("validate", args.paths):
         return 2
     try:
         limits = given_limits(args.limit, args.norm_type, args.clipping)
