@@ -125,7 +125,6 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
         if hasattr(agent, "load_state_dict"):
             agent.load_state_dict(state["agent"])
         seeds = eval_seeds(cfg.seed, episodes)
-        per_route: dict[str, dict] = {}
         with torch.no_grad():
             overall, by_route = evaluate_by_route(agent, env, seeds, routes=routes)
             if video:
@@ -151,7 +150,7 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
 
 def _routes(raw, cfg, route_files: list[str], split: str | None) -> list[str] | None:
     """The route list, set into ``raw`` so the eval env drives exactly these (as the split ``evaluate``)."""
-    from av_td3.config import HighwayEnvConfig, validate
+    from av_td3.config import HighwayEnvConfig
     from av_td3.envs.route_file import RouteFileError, eval_routes, read_points, resolve
 
     if route_files and split:
@@ -178,8 +177,6 @@ def _routes(raw, cfg, route_files: list[str], split: str | None) -> list[str] | 
     raw.env.route_splits["evaluate"] = names
     raw.env.eval_routes = "evaluate"
     raw.env.route_file = ""
-    raw.env.routes = raw.env.routes or ""
-    validate(raw)
     return names
 
 

@@ -146,7 +146,7 @@ def aggregate(episodes: Sequence[Mapping[str, float]]) -> dict[str, float]:
         "collisions_per_km": per_km(sum(e["collisions"] for e in episodes), distance),
         "lane_invasions_per_km": per_km(sum(e["lane_invasions"] for e in episodes), distance),
         # Episodes that met a slower vehicle ahead in the ego's lane: how much of the phase tested traffic.
-        "encounter_rate": float(np.mean([e.get("encounter", 0.0) for e in episodes])),
+        "encounter_rate": float(np.mean([e["encounter"] for e in episodes])),
     }
     for key in EPISODE_MEANS:
         name = "avg_distance_m" if key == "distance_m" else key

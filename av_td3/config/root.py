@@ -101,18 +101,8 @@ class Config:
         check(not (isinstance(self.agent, ClassicalConfig) and isinstance(self.env, GymEnvConfig)),
               "agent", "the classical controller steers on route waypoints: it needs a driving env "
               "(env=highway or env=carla), not env=gym")
-        check(not (isinstance(self.agent, ClassicalConfig) and getattr(self.env, "vector", "reference") != "reference"),
-              "env.vector", "the classical controller steers on the reference vector's route waypoints: it needs "
-              "env.vector=reference")
-        check(not (isinstance(self.agent, ClassicalConfig) and self.agent.car_following
-                   and not getattr(self.env, "observe_obstacle", False)), "agent.car_following",
-              "follows the gap to the vehicle ahead in the observation vector: set env.observe_obstacle=true")
-        if isinstance(self.agent, ClassicalConfig) and hasattr(self.env, "step_seconds"):
-            step = self.env.step_seconds() * self.trainer.action_repeat
-            if self.agent.dt is not None:
-                check(abs(self.agent.dt - step) < 1e-9, "agent.dt",
-                      f"({self.agent.dt:g} s) is not the time between the controller's actions, the env's step "
-                      f"x trainer.action_repeat = {step:g} s; leave it null to derive it")
+        if isinstance(self.agent, ClassicalConfig):
+            self._check_classical()
         check(self.trainer.num_envs == 1 or not isinstance(self.env, CarlaEnvConfig), "trainer.num_envs",
               "env=carla runs one train env per server for now (each needs its own ports); use one job per "
               "server for parallel collection")
@@ -120,6 +110,18 @@ class Config:
             check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
                   f"({self.agent.batch_size}) exceeds trainer.replay_capacity "
                   f"({self.trainer.replay_capacity})")
+
+    def _check_classical(self) -> None:
+        check(getattr(self.env, "vector", "reference") == "reference", "env.vector",
+              "the classical controller steers on the reference vector's route waypoints: it needs "
+              "env.vector=reference")
+        check(not self.agent.car_following or getattr(self.env, "observe_obstacle", False), "agent.car_following",
+              "follows the gap to the vehicle ahead in the observation vector: set env.observe_obstacle=true")
+        if self.agent.dt is not None and hasattr(self.env, "step_seconds"):
+            step = self.env.step_seconds() * self.trainer.action_repeat
+            check(abs(self.agent.dt - step) < 1e-9, "agent.dt",
+                  f"({self.agent.dt:g} s) is not the time between the controller's actions, the env's step "
+                  f"x trainer.action_repeat = {step:g} s; leave it null to derive it")
 
 
 SCHEMAS = {

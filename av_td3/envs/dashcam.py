@@ -59,7 +59,6 @@ class DashCamera:
     """``frame(vehicles, ego)`` -> (the policy's gray image, the RGB frame when asked). One per route."""
 
     def __init__(self, cfg, network: RoadNetwork, route: Route):
-        self.cfg = cfg
         self.width, self.height = w, h = cfg.camera_width, cfg.camera_height
         self.out_shape = (cfg.image_height, cfg.image_width)
         self.f = w / 2 / math.tan(math.radians(cfg.camera_fov) / 2)  # focal length, pixels (square pixels)
@@ -114,14 +113,6 @@ class DashCamera:
             else:
                 frame[r] = HAZE
         return frame
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Vehicle-frame points (N, 3: forward, right, up) -> (pixel coordinates (N, 2) as (u, v) with
-        (0, 0) the top-left corner of the image, depth along the optical axis (N,))."""
-        d = np.asarray(points, dtype=np.float64) - self.mount
-        depth = d[:, 0] * self.cos_p + d[:, 2] * self.sin_p
-        up = -d[:, 0] * self.sin_p + d[:, 2] * self.cos_p
-        return np.stack([self.cx + self.f * d[:, 1] / depth, self.cy - self.f * up / depth], 1), depth
 
     # --- a frame --------------------------------------------------------------------------------------
     def frame(self, vehicles: list[Vehicle], ego: Vehicle, rgb: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

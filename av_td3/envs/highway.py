@@ -67,6 +67,12 @@ def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = Traffic
                         cfg.npc_lead_in, network_class)
 
 
+def first_order_lag(current: float, command: float, dt: float, tau: float) -> float:
+    """Where an actuator with time constant ``tau`` gets from ``current`` towards ``command`` in ``dt``:
+    the exact discretisation of dx/dt = (command - x) / tau (the pedal's and the steering rack's lag)."""
+    return current + (command - current) * -math.expm1(-dt / tau)
+
+
 class EgoVehicle(Vehicle):
     """highway-env's kinematic bicycle (Vehicle.step), with the axles ``wheelbase`` apart instead of the
     body length, so a steering angle turns the ego as much as it turns CARLA's Model 3."""
@@ -113,7 +119,7 @@ class HighwayDrivingEnv(gym.Env):
             raise ValueError(f"npc_vehicles must be >= 0, got {npc_vehicles}")
         self.cfg, self.role, self.render_mode = cfg, role, render_mode
         self.n_npcs = int(round(npc_vehicles * cfg.traffic_fraction))
-        self.dt = 1.0 / cfg.simulation_frequency
+        self.dt = cfg.step_seconds()
         self.observation_space = observation_space(cfg)
         self.action_space = ACTION_SPACE
         self.route_names = route_names(cfg, role)
@@ -163,14 +169,12 @@ class HighwayDrivingEnv(gym.Env):
         steer, throttle, brake = split_action(np.asarray(action, dtype=np.float32))
         self._previous_action = np.array([steer, throttle - brake], dtype=np.float32)
         accel = throttle * self.cfg.max_acceleration - brake * self.cfg.max_deceleration
-        tau = self.cfg.actuator_time_constant
-        if tau > 0:  # exact discretisation of da/dt = (a_cmd - a) / tau over one step
-            accel = self._actuator + (accel - self._actuator) * -math.expm1(-self.dt / tau)
+        if self.cfg.actuator_time_constant > 0:
+            accel = first_order_lag(self._actuator, accel, self.dt, self.cfg.actuator_time_constant)
         accel = max(accel, -max(self.ego.speed, 0.0) / self.dt)  # braking stops the ego, never reverses it
         self._actuator = accel  # a stopped car's brakes deliver no deceleration to release later
-        if self.cfg.steer_time_constant > 0:  # the same exact discretisation for the steering rack
-            steer = self._steer + (steer - self._steer) * -math.expm1(-self.dt / self.cfg.steer_time_constant)
-            self._steer = steer
+        if self.cfg.steer_time_constant > 0:
+            steer = self._steer = first_order_lag(self._steer, steer, self.dt, self.cfg.steer_time_constant)
         self.ego.act({"steering": steer * MAX_STEER_RAD, "acceleration": accel})
         self.road.act()  # the NPCs decide (the ego keeps the action just set)
         self.road.step(self.dt)

@@ -121,19 +121,12 @@ class Route:
             mid = 0.5 * (self.s[:-1] + self.s[1:])
             h = TURN_SMOOTHING / 2
             rate = (np.interp(mid + h, mid, yaw) - np.interp(mid - h, mid, yaw)) / TURN_SMOOTHING
-            turning = np.abs(rate) > 1.0 / TURN_RADIUS
+            turning = np.flatnonzero(np.abs(rate) > 1.0 / TURN_RADIUS)
+            # Stretches of turning segments, split where two are more than TURN_GAP apart.
+            stretches = np.split(turning, np.flatnonzero(np.diff(mid[turning]) > TURN_GAP) + 1) if len(turning) else []
             self._turns = []
-            start, last = None, -1  # the current stretch's first and last turning segment
-            for i in range(len(mid) + 1):
-                if i < len(mid) and turning[i]:
-                    if start is not None and mid[i] - mid[last] > TURN_GAP:
-                        self._close_turn(start, last, yaw)
-                        start = None
-                    start = i if start is None else start
-                    last = i
-                elif start is not None and (i == len(mid) or mid[i] - mid[last] > TURN_GAP):
-                    self._close_turn(start, last, yaw)
-                    start = None
+            for stretch in stretches:
+                self._close_turn(int(stretch[0]), int(stretch[-1]), yaw)
         return self._turns
 
     def _close_turn(self, first: int, last: int, yaw: np.ndarray) -> None:
