@@ -22,6 +22,7 @@ log = logging.getLogger("av_td3")
 class RunLogger:
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         self.run_dir = run_dir
+        self._headers: dict[str, list[str]] = {}  # table -> its CSV's columns
         # purge_step: on resume, TensorBoard (and our event reader) drop the earlier files' events at
         # steps >= purge_step (those after the checkpoint), so curves continue without duplicated
         # steps. CSV rows likewise.
@@ -39,14 +40,20 @@ class RunLogger:
             self.tb.add_scalar(tag, value, step)
 
     def row(self, table: str, values: dict[str, float | int | str], console: bool = True) -> None:
-        """Append a row to ``<table>.csv`` (header from the first row) and print it."""
+        """Append a row to ``<table>.csv`` and print it. The header is the file's (the first row's keys);
+        a row with keys it lacks (a run resumed by a version that reports more) widens it, the earlier
+        rows left blank there, so no value lands under another column's name."""
         path = self.run_dir / f"{table}.csv"
-        new = not path.exists()
+        header = self._headers.get(table) or _header(path)
+        if header is not None and not set(values) <= set(header):
+            header = header + [k for k in values if k not in header]
+            _widen(path, header)
         with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(values))
-            if new:
+            writer = csv.DictWriter(f, fieldnames=header or list(values))
+            if header is None:
                 writer.writeheader()
             writer.writerow(values)
+        self._headers[table] = header or list(values)
         if console:
             log.info("%s | %s", table, "  ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
 
@@ -143,3 +150,21 @@ class UpdateLog:
                 out_health[net][k] = value
         self.critic, self.actor = {}, {}
         return critic, actor, out_health
+
+
+def _header(path: Path) -> list[str] | None:
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        return next(csv.reader(f), None)
+
+
+def _widen(path: Path, header: list[str]) -> None:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

@@ -9,6 +9,7 @@ Per episode (``EpisodeMetrics.result()``):
 =========================  =========================================================================
 return, length             sum of rewards; env frames (an action-repeat step counts each of its frames)
 success                    1.0 if the route was completed (``route_completed`` on any step), else 0.0
+crashed, off_road          1.0 if a step flagged ``collision`` / ``off_road`` (either ends the episode)
 collisions, lane_invasions steps flagged ``collision`` / ``lane_invasion``
 distance_m, sim_time_s     sum of ``distance_travelled``; sum of ``dt`` (simulated, not wall-clock)
 collisions_per_km          collisions / (distance_m / 1000); NaN when nothing was driven
@@ -28,7 +29,9 @@ lat_accel_mean_mps2, _max_ mean and max of |``lateral_acceleration``|
 
 Per evaluation phase (``aggregate``): the SPEC tags ``mean_reward``, ``avg_episode_length``,
 ``success_rate``, ``avg_collisions``, ``avg_lane_invasions``; ``encounter_rate`` (the fraction of
-episodes with an encounter); the per-km rates as totals over the
+episodes with an encounter); how the episodes that failed ended, as fractions of all episodes:
+``crash_rate`` (a collision), ``off_road_rate`` (off road, no collision) and ``timeout_rate`` (neither:
+truncated at env.max_episode_steps), which sum with ``success_rate`` to 1; the per-km rates as totals over the
 phase's distance (a short crash-out does not outweigh a full route); every other figure as the mean over
 the episodes where it is defined (e.g. ``ttc_min_s`` is the mean of the episodes' minima,
 ``completion_time_s`` the mean over successful episodes). A figure no episode defines is NaN.
@@ -63,7 +66,7 @@ class EpisodeMetrics:
     def __init__(self) -> None:
         self.total, self.length = 0.0, 0
         self.driving = False
-        self.success = False
+        self.success = self.off_road = False
         self.collisions = self.lane_invasions = 0
         self.distance = self.sim_time = 0.0
         self.ttc: list[float] = []
@@ -85,6 +88,7 @@ class EpisodeMetrics:
         self.success = self.success or bool(info["route_completed"])
         self.collisions += int(bool(info["collision"]))
         self.lane_invasions += int(bool(info["lane_invasion"]))
+        self.off_road = self.off_road or bool(info["off_road"])
         dt = float(info["dt"])
         self.distance += float(info["distance_travelled"])
         self.sim_time += dt
@@ -104,6 +108,8 @@ class EpisodeMetrics:
         out |= {
             "success": float(self.success),
             "collisions": float(self.collisions),
+            "crashed": float(self.collisions > 0),
+            "off_road": float(self.off_road),
             "lane_invasions": float(self.lane_invasions),
             "distance_m": self.distance,
             "sim_time_s": self.sim_time,
@@ -148,6 +154,12 @@ def aggregate(episodes: Sequence[Mapping[str, float]]) -> dict[str, float]:
         # Episodes that met a slower vehicle ahead in the ego's lane: how much of the phase tested traffic.
         "encounter_rate": float(np.mean([e["encounter"] for e in episodes])),
     }
+    # How the failures ended (a route completed despite a bump counts as a success).
+    failed = [e for e in episodes if not e["success"]]
+    crashed = sum(e["crashed"] for e in failed)
+    off_road = sum(1.0 for e in failed if e["off_road"] and not e["crashed"])
+    out |= {"crash_rate": crashed / len(episodes), "off_road_rate": off_road / len(episodes),
+            "timeout_rate": (len(failed) - crashed - off_road) / len(episodes)}
     for key in EPISODE_MEANS:
         name = "avg_distance_m" if key == "distance_m" else key
         out[name] = _mean([e[key] for e in episodes if not math.isnan(e[key])])

@@ -25,6 +25,7 @@ class RunState:
         self.started = 0  # training episodes started (seeds: the n-th episode started gets seed n)
         self.evals: list[dict] = []  # one row per evaluation phase
         self.final_by_route: dict[str, dict] = {}  # the final evaluation per route (with several routes)
+        self.final_by_split: dict[str, dict] = {}  # trainer.final_eval_splits: {"overall", "by_route"} each
         self.wall_time = 0.0  # seconds spent in earlier segments of this run (resume)
         self.segment_start = time.monotonic()
         self.reconnects = 0  # env episodes lost to simulator failures (CARLA) and rebuilt
@@ -80,6 +81,7 @@ class RunState:
             "status": status, "step": self.step, "total_steps": self.total_steps,
             "episodes": self.episode, "seed": self.seed,
             "final_eval": final, "final_eval_by_route": self.final_by_route or None,
+            "final_eval_by_split": self.final_by_split or None,
             "best_eval": max(self.evals, key=lambda e: e["mean_reward"], default=None),
             "evals": self.evals,
             "alerts": {k: v for k, v in alerts.items() if v},

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from av_td3.config import Config
 from av_td3.env_pool import EnvPool
 from av_td3.envs.action_repeat import frames_of
 from av_td3.envs.errors import EnvFailed, EpisodeLost
+from av_td3.envs.factory import build_run_env
 from av_td3.envs.route_file import eval_routes
 from av_td3.evaluation import evaluate_by_route
 from av_td3.logger import RunLogger
@@ -206,6 +208,8 @@ class Trainer:
         if self.learns and self.reporter.pending():
             self._report_updates()
         final = self._evaluate(final=True)
+        for split in self.cfg.trainer.final_eval_splits:
+            self._evaluate_split(split)
         self._checkpoint()
         if self.hparams:  # once per run, when it finishes (a stopped segment's would leave two records)
             self.logger.hparams(self.hparams, self.state.written_metrics())
@@ -262,13 +266,33 @@ class Trainer:
         line = f"eval | step={step} return={summary['mean_reward']:.1f}"
         if "success_rate" in summary:
             line += (f" success={summary['success_rate']:.0%} collisions/km={summary['collisions_per_km']:.3g} "
-                     f"speed={summary['avg_speed_kmh']:.1f} km/h met_traffic={summary['encounter_rate']:.0%}")
+                     f"speed={summary['avg_speed_kmh']:.1f} km/h met_traffic={summary['encounter_rate']:.0%} "
+                     f"failed_by=crash:{summary['crash_rate']:.0%},off_road:{summary['off_road_rate']:.0%},"
+                     f"timeout:{summary['timeout_rate']:.0%}")
         log.info("%s (%d episodes)", line, n)
         self.logger.flush()
         self.state.evals.append({"step": step, **summary})
         if final:
             self.state.final_by_route = by_route
         return summary
+
+    def _evaluate_split(self, split: str) -> None:
+        """The final evaluation again, on the routes of another split (trainer.final_eval_splits)."""
+        t, step = self.cfg.trainer, self.state.step
+        cfg = replace(self.cfg, env=replace(self.cfg.env, eval_routes=split))
+        env = build_run_env(cfg, "eval")
+        try:
+            summary, by_route = evaluate_by_route(self.agent, env, eval_seeds(self.cfg.seed, t.final_eval_episodes
+                                                                          or t.eval_episodes),
+                                                  on_lost=lambda e: self._episode_lost(e, "eval"),
+                                                  routes=eval_routes(cfg.env))
+        finally:
+            env.close()
+        self.logger.scalars({f"final/{split}/{k}": v for k, v in summary.items() if math.isfinite(v)}, step)
+        log.info("final eval on the %s routes | return=%.1f success=%.0f%% collisions/km=%.3g", split,
+                 summary["mean_reward"], 100 * summary.get("success_rate", math.nan),
+                 summary.get("collisions_per_km", math.nan))
+        self.state.final_by_split[split] = {"overall": summary, "by_route": by_route}
 
     def _report_updates(self) -> None:
         def fatal(reason: str) -> None:

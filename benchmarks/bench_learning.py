@@ -51,7 +51,7 @@ FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions p
 CONTENDERS = ("ours", "sb3", "classical", "random")
 # Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
 EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
-               "exploration.warmup=uniform"]
+               "agent.smoothness_penalty=0", "exploration.warmup=uniform"]
 
 
 def compose(overrides: list[str]):
@@ -135,10 +135,12 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
 
     from av_td3.envs.action_repeat import with_repeat
     from av_td3.envs.factory import make_env
+    from av_td3.envs.route_file import eval_routes
     from av_td3.evaluation import evaluate
     from av_td3.trainer import eval_seeds
 
     a, t, x = cfg.agent, cfg.trainer, cfg.exploration
+    routes = eval_routes(cfg.env)  # the trainer's evaluation routes: every contender drives the same episodes
     k = t.action_repeat
     train_env = with_repeat(make_env(cfg, "train"), k)
     test_env = eval_env(cfg)
@@ -193,7 +195,8 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
             frames = self.num_timesteps * k
             if t.eval_every and frames % t.eval_every < k and frames < t.total_steps:
                 evals.append({"step": frames, **timed(lambda: evaluate(Policy(self.model), test_env,
-                                                                       eval_seeds(cfg.seed, t.eval_episodes)))})
+                                                                       eval_seeds(cfg.seed, t.eval_episodes),
+                                                                       routes=routes))})
             return True
 
     model = TD3("MultiInputPolicy", train_env, learning_rate=a.critic_lr, buffer_size=t.replay_capacity,
@@ -206,7 +209,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     t0 = time.perf_counter()
     model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
     final = timed(lambda: evaluate(Policy(model), test_env,
-                                   eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes)))
+                                   eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes), routes=routes))
     wall = time.perf_counter() - t0
     evals.append({"step": model.num_timesteps * k, **final})
     return {"evals": evals, "wall_s": wall, "eval_s": eval_s[0], "frames": model.num_timesteps * k}
@@ -238,6 +241,7 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     from av_td3.agents.classical import ClassicalAgent
     from av_td3.agents.spec import AgentSpec
     from av_td3.config import ClassicalConfig
+    from av_td3.envs.route_file import eval_routes
     from av_td3.evaluation import evaluate
     from av_td3.trainer import eval_seeds
 
@@ -252,7 +256,8 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     else:
         agent = RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer
-    final = evaluate(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes))
+    final = evaluate(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes),
+                     routes=eval_routes(cfg.env))
     return {"evals": [{"step": t.total_steps, **final}], "wall_s": math.nan, "frames": 0}
 
 

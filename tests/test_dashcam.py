@@ -150,3 +150,34 @@ def test_dashcam_env_frames_are_the_same_on_every_run():
         frames.append(obs["image"])
     np.testing.assert_array_equal(*frames)
     assert frames[0].std() > 10  # a picture, not a blank
+
+
+def test_a_run_out_shows_road_past_the_goal(tmp_path):
+    """10 m before the goal of a 100 m straight, the ground 17 m ahead shows markings only where the road
+    goes on past the goal (env.road_run_out)."""
+    route = write_route(tmp_path, "short.csv", [(0, 0), (100, 0)])
+    seen = {}
+    for run_out in (0.0, 40.0):
+        cfg = HighwayEnvConfig(camera="dashcam", route_file=route, road_run_out=run_out)
+        network, road = build_road(cfg)
+        cam = DashCamera(cfg, network, road)
+        rgb = cam.render([], Pose(90.0, 0.0)).copy()
+        row = int(cam.cy + cam.f * cfg.camera_z / 17.0)  # the ground 17 m ahead of the camera (pitch 0)
+        seen[run_out] = marking_columns(cam, rgb, row)
+        assert ("out" in network.graph.get("goal", {})) == (run_out > 0)
+    assert seen[0.0] == [] and len(seen[40.0]) >= 2
+
+
+def test_npcs_leave_at_the_end_of_the_run_out_not_at_the_goal(tmp_path):
+    route = write_route(tmp_path, "short.csv", [(0, 0), (100, 0)])
+    env = HighwayDrivingEnv(HighwayEnvConfig(camera="none", route_file=route, road_run_out=40.0), 0)
+    env.reset(seed=0)
+    npc_class = env.npc_class
+    env.road.vehicles = [env.ego]
+    for x in (105.0, 139.0, 141.0):  # past the goal on the run-out, near its end, past its end
+        lane = env.road.network.get_closest_lane_index(np.array([x, 0.0]))
+        v = npc_class(env.road, np.array([x, 0.0]), 0.0, 5.0, target_lane_index=lane)
+        v.lane_index, v.lane = lane, env.road.network.get_lane(lane)
+        env.road.vehicles.append(v)
+    env._drop_finished_npcs()
+    assert sorted(float(v.position[0]) for v in env.road.vehicles if v is not env.ego) == [105.0, 139.0]

@@ -21,7 +21,8 @@ def camera_run(tmp_path_factory):
     run = tmp / "run"
     r = subprocess.run(TRAIN + ["+experiment=smoke", "env.camera=dashcam", "env.vector=minimal", "env.routes=train",
                                 "env.eval_routes=test", "trainer.total_steps=400", "trainer.eval_every=0",
-                                "trainer.final_eval_episodes=4", "trainer.progress_bar=false", f"hydra.run.dir={run}"],
+                                "trainer.final_eval_episodes=4", "trainer.final_eval_splits=[train]",
+                                "trainer.progress_bar=false", f"hydra.run.dir={run}"],
                        capture_output=True, text=True, timeout=600, cwd=tmp)
     assert r.returncode == 0, r.stderr[-3000:]
     return run
@@ -34,6 +35,19 @@ def test_a_camera_run_on_the_train_split_evaluates_per_test_route(camera_run):
     assert sorted(by_route) == sorted(["left_90_r20.csv", "right_90_r8.csv", "s_bend_r45.csv",
                                        "left_curve_r80_right_r10.csv"])
     assert all(s["avg_episode_length"] > 0 and "encounter_rate" in s for s in by_route.values())
+    train = results["final_eval_by_split"]["train"]  # trainer.final_eval_splits: the routes it trained on
+    assert sorted(train["by_route"]) == sorted(["right_90_r20.csv", "left_90_r9.csv", "s_bend_r30.csv",
+                                                "right_curve_r60.csv"])  # 4 episodes: the split's first 4 routes
+    assert train["overall"]["avg_episode_length"] > 0
+
+
+def test_final_eval_splits_must_name_route_splits():
+    from av_td3.config import ConfigError
+    from av_td3.config.root import Config, TrainerConfig
+    from av_td3.config.env import HighwayEnvConfig
+
+    with pytest.raises(ConfigError, match="trainer.final_eval_splits"):
+        Config(agent=None, env=HighwayEnvConfig(), trainer=TrainerConfig(final_eval_splits=["nope"]))
 
 
 def test_evaluate_on_a_route_file_outside_the_package(camera_run, tmp_path):

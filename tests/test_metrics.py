@@ -123,9 +123,20 @@ def test_aggregate_a_phase():
     assert s["ttc_min_s"] == 1.0 and s["ttc_mean_s"] == pytest.approx((2.0 * 99 + 1.0) / 100)
     assert s["avg_speed_kmh"] == pytest.approx(36.0)
     assert a["encounter"] == 0.0 and b["encounter"] == 1.0 and s["encounter_rate"] == 0.5  # b met a slower car
+    assert (s["crash_rate"], s["off_road_rate"], s["timeout_rate"]) == (0.5, 0.0, 0.0)
     # Plain Gymnasium episodes: return and length only.
     plain = aggregate([episode_metrics([1.0, 2.0], [{}, {}])])
     assert plain == {"mean_reward": 3.0, "avg_episode_length": 2.0}
+
+
+def test_how_failed_episodes_ended():
+    done = episode_metrics([1.0] * 3, [step(), step(collision=True), step(route_completed=True)])  # a bump
+    crash = episode_metrics([1.0] * 2, [step(), step(collision=True, off_road=True)])
+    off = episode_metrics([1.0] * 2, [step(), step(off_road=True, lateral_deviation=3.0)])
+    timeout = episode_metrics([1.0] * 2, [step(), step()])
+    s = aggregate([done, crash, off, timeout])
+    assert s["success_rate"] == 0.25
+    assert (s["crash_rate"], s["off_road_rate"], s["timeout_rate"]) == (0.25, 0.25, 0.25)
 
 
 class ScriptedDrivingEnv(gym.Env):

@@ -51,6 +51,12 @@ def test_efficiency_is_speed_along_the_lane_relative_to_target_peaking_at_it():
     assert components(speed=-2.0 * TARGET)["efficiency"] == -1.0
 
 
+def test_efficiency_targets_the_route_speed_limit_where_it_is_lower():
+    assert components(speed=TARGET / 2, speed_limit=TARGET / 2)["efficiency"] == pytest.approx(1.0)
+    assert components(speed=TARGET, speed_limit=TARGET / 2)["efficiency"] == pytest.approx(0.0)  # 2 - 2
+    assert components(speed=TARGET, speed_limit=2 * TARGET)["efficiency"] == pytest.approx(1.0)  # target caps
+
+
 def test_lane_keeping_blends_lateral_and_heading_and_scales_with_speed():
     half_lane = CFG.lane_width / 2
     assert components(lateral_deviation=half_lane / 2)["lane_keeping"] == pytest.approx(0.75)

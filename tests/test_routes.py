@@ -10,6 +10,7 @@ from av_td3.config import ConfigError, HighwayEnvConfig
 from av_td3.envs.carla.routes import DEFAULT_ROUTE, load_route
 from av_td3.envs.highway import HighwayDrivingEnv, build_road
 from av_td3.envs.roads import fit_pieces
+from av_td3.envs.route import Route
 from av_td3.envs.route_file import ROUTES_DIR, RouteFileError, read_points, route_names
 from av_td3.envs.routes import ROUTES, route_points, write_all
 
@@ -87,6 +88,29 @@ def test_route_commands_announce_the_next_turn_within_the_distance():
     assert right.command(right.turns()[0][0] - 5, 30.0)[0] == 2
     _, curve = build_road(HighwayEnvConfig(), route_file="right_curve_r60.csv")
     assert curve.turns() == []  # a 60 m curve is lane following
+
+
+def test_the_speed_limit_holds_a_stretch_s_speed_and_brakes_into_a_slower_arc():
+    route = Route(*read_points(str(ROUTES_DIR / "right_90_r8.csv")))  # 160 m straight, r = 8 m arc, 90 m out
+    arc = math.sqrt(3.0 * 8.0)  # the generator's arc speed: 3 m/s^2 of lateral acceleration
+    braking = (8.33 ** 2 - arc ** 2) / (2 * 2.0)  # m to slow from the straight's speed at 2 m/s^2
+    assert route.speed_limit(100.0, 2.0) == pytest.approx(8.33)  # linear interpolation gives ~6.2
+    assert route.speed_limit(160.0 - braking - 1.0, 2.0) == pytest.approx(8.33)
+    assert route.speed_limit(160.0 - braking / 2, 2.0) == pytest.approx(math.sqrt(arc ** 2 + braking * 2.0), abs=0.05)
+    assert route.speed_limit(165.0, 2.0) == pytest.approx(arc, abs=0.01)
+    assert route.speed_limit(200.0, 2.0) == pytest.approx(8.33)  # the exit straight is its own speed again
+    assert Route(route.xy).speed_limit(165.0, 2.0) == math.inf  # no target speeds: no limit
+
+
+def test_the_env_reports_the_speed_limit_only_where_the_reward_follows_it():
+    name = "right_90_r8.csv"
+    for deceleration, limited in ((None, False), (2.0, True)):
+        cfg = HighwayEnvConfig(camera="none", route_file=name)
+        cfg.reward.route_speed_deceleration = deceleration
+        env = HighwayDrivingEnv(cfg, 0, role="eval")
+        env.reset(seed=0)
+        info = env.step(np.array([0.0, 0.5], np.float32))[-1]
+        assert (info["speed_limit"] == pytest.approx(8.33)) if limited else info["speed_limit"] == math.inf
 
 
 def test_an_env_on_a_split_draws_routes_and_evaluates_the_one_asked_for():

@@ -3,7 +3,7 @@
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from av_td3.config.errors import check
 
@@ -27,6 +27,10 @@ class RewardConfig:
 
     weights: RewardWeights = field(default_factory=RewardWeights)
     target_speed: float = 8.33  # m/s
+    # None: the target speed holds everywhere (the reference). A deceleration (m/s^2): efficiency's target
+    # is also capped by the route's speed limit (its target speeds, e.g. lower on tight arcs, braked into
+    # at this rate: Route.speed_limit), so driving a turn at the straight's speed no longer pays.
+    route_speed_deceleration: Optional[float] = None
     # Efficiency above the target speed falls as 1 - overspeed_slope * (v / target - 1): the reference's
     # 1 (2 - v / target) pays 0.66 at 1.33x the target, so with progress paid per metre driving fast
     # still scores nearly as well per step as the target speed.
@@ -67,6 +71,8 @@ class RewardConfig:
         check(self.target_speed > 0, f"{key}.target_speed", f"must be positive, got {self.target_speed}")
         check(self.lane_width > 0, f"{key}.lane_width", f"must be positive, got {self.lane_width}")
         check(self.jerk_scale > 0, f"{key}.jerk_scale", f"must be positive, got {self.jerk_scale}")
+        check(self.route_speed_deceleration is None or self.route_speed_deceleration > 0,
+              f"{key}.route_speed_deceleration", f"must be positive or null, got {self.route_speed_deceleration}")
         check(self.overspeed_slope >= 0, f"{key}.overspeed_slope", f"must be >= 0, got {self.overspeed_slope}")
         for name in ("stopped_speed", "lane_keeping_heading_scale", "lane_keeping_speed", "proximity_distance",
                      "ttc_threshold"):
@@ -196,6 +202,9 @@ class HighwayEnvConfig(DrivingEnvConfig):
     # m of road before the route's start: NPCs may spawn there, behind the ego (0 = the reference: the
     # road starts where the route does, and every NPC is ahead).
     npc_lead_in: float = 0.0
+    # m of road past the goal (0 = the reference: the road ends at the goal, and a dashcam sees it end
+    # ahead of the last stretch of every route).
+    road_run_out: float = 0.0
     # Tyre friction coefficient: the ego's lateral acceleration is capped at friction x 9.81 m/s^2 (it
     # understeers past it). inf = no cap (the reference's kinematic bicycle).
     friction: float = math.inf
@@ -264,6 +273,7 @@ class HighwayEnvConfig(DrivingEnvConfig):
         check(self.view_behind >= 0, "env.view_behind", f"must be >= 0, got {self.view_behind}")
         check(self.render_scale >= 1, "env.render_scale", f"must be >= 1, got {self.render_scale}")
         check(self.npc_lead_in >= 0, "env.npc_lead_in", f"must be >= 0, got {self.npc_lead_in}")
+        check(self.road_run_out >= 0, "env.road_run_out", f"must be >= 0, got {self.road_run_out}")
         check(self.friction > 0, "env.friction", f"must be positive (inf: no cap), got {self.friction}")
         for name in ("routes", "eval_routes"):
             split = getattr(self, name)

@@ -1,7 +1,7 @@
 """The top-level run config and its registration with Hydra's ConfigStore."""
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -51,6 +51,10 @@ class TrainerConfig:
     # Episodes of the final evaluation (the run's result); null = eval_episodes. More episodes there
     # narrow the result's interval without slowing the evaluations during training.
     final_eval_episodes: Optional[int] = None
+    # Splits of env.route_splits (embedded simulator) that the final evaluation also drives, each with
+    # final_eval_episodes over its routes: [train] beside evaluation on env.eval_routes = test gives the
+    # generalisation gap in one run (results.json final_eval_by_split; TensorBoard final/<split>/...).
+    final_eval_splits: List[str] = field(default_factory=list)
     checkpoint_every: int = 10_000  # env steps; also on SIGTERM/SIGINT and at the end
     log_every_updates: int = 10  # gradient/loss tags: one host sync per this many updates
     max_consecutive_nonfinite: int = 10  # skipped updates in a row before the run stops
@@ -106,6 +110,9 @@ class Config:
         check(self.trainer.num_envs == 1 or not isinstance(self.env, CarlaEnvConfig), "trainer.num_envs",
               "env=carla runs one train env per server for now (each needs its own ports); use one job per "
               "server for parallel collection")
+        for split in self.trainer.final_eval_splits:
+            check(split in getattr(self.env, "route_splits", {}), "trainer.final_eval_splits",
+                  f"{split!r} is not a split of env.route_splits (the embedded simulator's route sets)")
         if isinstance(self.agent, TD3Config):
             check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
                   f"({self.agent.batch_size}) exceeds trainer.replay_capacity "

@@ -227,6 +227,9 @@ class StepQuantities:
     time_to_collision: float  # s at the current closing speed; inf when not closing
     dt: float  # simulated seconds this step took
     distance_travelled: float  # m driven this step (speed * dt)
+    # m/s: the route's speed limit here (Route.speed_limit) when env.reward.route_speed_deceleration is
+    # set, which the reward's target speed then respects; inf otherwise.
+    speed_limit: float = math.inf
 
     def as_info(self) -> dict[str, float | bool]:
         # asdict's recursive deep copy costs ~0.1 ms a step; every field is a plain float or bool.

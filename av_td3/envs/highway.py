@@ -45,7 +45,7 @@ from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, Fr
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
-from av_td3.envs.route import Route, wrap_angle  # noqa: E402
+from av_td3.envs.route import Route, route_speed_limit, wrap_angle  # noqa: E402
 from av_td3.envs.route_file import route_names  # noqa: E402
 from av_td3.envs.camera import TopDownCamera  # noqa: E402
 from av_td3.envs.dashcam import DashCamera  # noqa: E402
@@ -62,9 +62,9 @@ def build_road(cfg: HighwayEnvConfig, network_class: type[RoadNetwork] = Traffic
     lane's centre line (envs/roads.py)."""
     name = cfg.route_file if route_file is None else route_file
     if name:
-        return road_from_file(name, cfg.reward.lane_width, cfg.npc_lead_in, network_class)
+        return road_from_file(name, cfg.reward.lane_width, cfg.npc_lead_in, network_class, cfg.road_run_out)
     return builtin_road(cfg.straight_length, cfg.turn_radius, cfg.exit_length, cfg.reward.lane_width,
-                        cfg.npc_lead_in, network_class)
+                        cfg.npc_lead_in, network_class, cfg.road_run_out)
 
 
 def first_order_lag(current: float, command: float, dt: float, tau: float) -> float:
@@ -258,9 +258,10 @@ class HighwayDrivingEnv(gym.Env):
             self.road.vehicles.append(npc)
 
     def _drop_finished_npcs(self) -> None:
-        """NPCs that drove past the end of the road leave it (there is nothing beyond the goal)."""
+        """NPCs that drove past the end of the road (the goal, or the run-out past it) leave it."""
+        end = "out" if self.cfg.road_run_out > 0 else "goal"
         self.road.vehicles = [v for v in self.road.vehicles if v is self.ego or not (
-            v.lane_index[1] == "goal" and v.lane.local_coordinates(v.position)[0] > v.lane.length)]
+            v.lane_index[1] == end and v.lane.local_coordinates(v.position)[0] > v.lane.length)]
 
     def _nearest_ahead(self, s: float, lateral: float) -> tuple[float, float]:
         """(gap, TTC) to the nearest NPC ahead in the ego's lane corridor within obstacle_range: NPCs
@@ -318,6 +319,7 @@ class HighwayDrivingEnv(gym.Env):
             time_to_collision=ttc,
             dt=dt,
             distance_travelled=abs(speed) * dt,
+            speed_limit=route_speed_limit(self.route, proj.s, cfg.reward.route_speed_deceleration),
         )
         self._s, self._speed, self._accel, self._heading = proj.s, speed, accel, float(ego.heading)
         self._invading, self._crashed, self._completed = invading, crashed, completed

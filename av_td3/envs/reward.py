@@ -5,7 +5,8 @@
 ``rewards/<name>_component``. Signs follow ``contract.py`` (lateral deviation and heading error are
 positive to the right). With ``v = q.speed``, ``he = q.heading_error``, ``stopped = |v| < stopped_speed``:
 
-efficiency    u = v cos(he) / target_speed (speed along the lane);
+efficiency    u = v cos(he) / target (speed along the lane), target = min(target_speed, q.speed_limit)
+              (the route's limit when route_speed_deceleration is set; inf otherwise);
               clip(u, -1, 1) up to the target, then 1 - overspeed_slope (u - 1) (faster than the target
               scores less; the reference's slope 1 gives 2 - u), clipped to [-1, 1]. So the target speed
               is where efficiency peaks at 1.
@@ -43,7 +44,7 @@ def _clip(x: float, lo: float, hi: float) -> float:
 
 
 def efficiency(q: StepQuantities, cfg: RewardConfig) -> float:
-    u = q.speed * math.cos(q.heading_error) / cfg.target_speed
+    u = q.speed * math.cos(q.heading_error) / min(cfg.target_speed, q.speed_limit)
     return _clip(u if u <= 1.0 else 1.0 - cfg.overspeed_slope * (u - 1.0), -1.0, 1.0)
 
 

@@ -5,8 +5,9 @@ right turn of ``turn_radius``, ``exit_length`` m north) or along any route file 
 polyline is cut into straight runs and circular arcs (``fit_pieces``), each of which becomes one
 highway-env StraightLane or CircularLane per lane, so NPCs follow the same curves the ego's route does.
 Lane 0 is the left lane, lane 1 the right one; the route is the right lane's centre line. Lane sections
-run ``n0 -> n1 -> ... -> goal`` (NPCs past ``goal`` leave the road); with ``env.npc_lead_in`` a straight
-section ``lead -> (first node)`` extends the road behind the route's start.
+run ``n0 -> n1 -> ... -> goal``; with ``env.npc_lead_in`` a straight section ``lead -> (first node)``
+extends the road behind the route's start, and with ``env.road_run_out`` a straight ``goal -> out`` goes on
+past the goal (so a dashcam does not see the road end there); NPCs past the road's end leave it.
 """
 
 from __future__ import annotations
@@ -139,11 +140,21 @@ def _lead_in(net: RoadNetwork, first_node: str, start: np.ndarray, yaw: float, l
         net.add_lane("lead", first_node, StraightLane(back + off, start + off, width=w, line_types=LINES[k]))
 
 
+def _run_out(net: RoadNetwork, goal: np.ndarray, yaw: float, length: float, w: float) -> None:
+    if length <= 0:
+        return
+    end = goal + length * np.array([math.cos(yaw), math.sin(yaw)])
+    left = np.array([math.sin(yaw), -math.cos(yaw)])
+    for k in range(2):
+        off = (RIGHT_LANE - k) * w * left
+        net.add_lane("goal", "out", StraightLane(goal + off, end + off, width=w, line_types=LINES[k]))
+
+
 def road_from_file(name: str, lane_width: float, lead_in: float = 0.0,
-                   network_class: type[RoadNetwork] = RoadNetwork) -> tuple[RoadNetwork, Route]:
+                   network_class: type[RoadNetwork] = RoadNetwork, run_out: float = 0.0) -> tuple[RoadNetwork, Route]:
     """The two-lane road along a route file, and the ego lane's centre line (the fitted pieces, arcs
-    sampled every ARC_STEP m)."""
-    xy, _ = read_points(name)
+    sampled every ARC_STEP m), each of whose points has the target speed of the file's nearest point."""
+    xy, speeds = read_points(name)
     try:
         pieces = fit_pieces(xy)
         net = network_class()
@@ -154,13 +165,16 @@ def road_from_file(name: str, lane_width: float, lead_in: float = 0.0,
     except RouteFileError as e:
         raise RouteFileError(f"{resolve(name)}: {e}") from None
     points = np.vstack([pieces[0].points()[:1]] + [p.points()[1:] for p in pieces])
-    route = Route(points)
+    nearest = np.argmin(((points[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2), axis=1)
+    route = Route(points, speeds[nearest])
     _lead_in(net, nodes[0], route.start, route.start_yaw(), lead_in, lane_width)
+    _run_out(net, route.goal, float(route.seg_yaw[-1]), run_out, lane_width)
     return net, route
 
 
 def builtin_road(straight_length: float, turn_radius: float, exit_length: float, lane_width: float,
-                 lead_in: float = 0.0, network_class: type[RoadNetwork] = RoadNetwork) -> tuple[RoadNetwork, Route]:
+                 lead_in: float = 0.0, network_class: type[RoadNetwork] = RoadNetwork,
+                 run_out: float = 0.0) -> tuple[RoadNetwork, Route]:
     """The built-in road (sections start -> turn -> exit -> goal) and the ego lane's centre line."""
     w, length, r = lane_width, straight_length, turn_radius
     net = network_class()
@@ -177,4 +191,5 @@ def builtin_road(straight_length: float, turn_radius: float, exit_length: float,
     xy = np.vstack([[[length, 0.0]], arc, [[-r, -r - exit_length]]])
     route = Route(xy)
     _lead_in(net, "start", route.start, route.start_yaw(), lead_in, w)
+    _run_out(net, route.goal, float(route.seg_yaw[-1]), run_out, w)
     return net, route

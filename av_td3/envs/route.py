@@ -30,6 +30,11 @@ def wrap_angle(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
 
+def route_speed_limit(route: Route, s: float, deceleration: float | None) -> float:
+    """StepQuantities.speed_limit: the route's limit at ``s`` where the reward follows it, else inf."""
+    return math.inf if deceleration is None else route.speed_limit(s, deceleration)
+
+
 @dataclass(frozen=True)
 class Projection:
     s: float  # arc length of the closest route point, m from the start
@@ -54,6 +59,8 @@ class Route:
         self.s = np.linspace(0.0, s_sparse[-1], n)
         self.xy = np.stack([np.interp(self.s, s_sparse, xy[:, 0]), np.interp(self.s, s_sparse, xy[:, 1])], 1)
         self.target_speed = None if speeds is None else np.interp(self.s, s_sparse, speeds)
+        self._points_speed = None if speeds is None else (s_sparse, speeds)  # for speed_limit
+        self._limits: dict[float, np.ndarray] = {}  # deceleration -> speed limit per dense point
         d = np.diff(self.xy, axis=0)
         self.seg_len = np.linalg.norm(d, axis=1)
         self.seg_dir = d / self.seg_len[:, None]
@@ -113,6 +120,25 @@ class Route:
         if self.target_speed is None:
             return None
         return float(np.interp(s, self.s, self.target_speed))
+
+    def speed_limit(self, s: float, deceleration: float) -> float:
+        """The speed limit at arc length ``s`` that the route's target speeds set (inf without them): a
+        stretch between two route points allows the faster of its ends' speeds, and the limit falls
+        ahead of every slower point as braking at ``deceleration`` m/s^2 would, reaching that point's speed
+        at it. So a straight into a tight arc keeps its own speed until braking must start (linear
+        interpolation would slow its whole length)."""
+        if self._points_speed is None:
+            return math.inf
+        limits = self._limits.get(deceleration)
+        if limits is None:
+            points, speeds = self._points_speed
+            j = np.clip(np.searchsorted(points, self.s, side="right"), 1, len(points) - 1)
+            stretch = np.maximum(speeds[j - 1], speeds[j])
+            ahead = points[None, :] - self.s[:, None]  # (dense, points): metres to each point ahead
+            braking = np.where(ahead >= 0, np.sqrt(speeds[None, :] ** 2 + 2 * deceleration * np.maximum(ahead, 0)),
+                               np.inf)
+            limits = self._limits[deceleration] = np.minimum(stretch, braking.min(axis=1))
+        return float(np.interp(s, self.s, limits))
 
     def turns(self) -> list[tuple[float, float, int]]:
         """The route's turns (see TURN_RADIUS): (start s, end s, +1 right / -1 left), in order."""

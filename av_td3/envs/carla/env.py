@@ -199,7 +199,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         q, proj, _ = measure(self.route, ego, self._tracker, collision=False, lane_invasion=False,
                              obstacle_distance=math.inf, obstacle_speed=0.0,
                              max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
-                             fallback_dt=cfg.fixed_delta_seconds)
+                             fallback_dt=cfg.fixed_delta_seconds,
+                             route_speed_deceleration=cfg.reward.route_speed_deceleration)
         self._steps = 0
         self._stack.reset()
         self._previous_action = np.zeros(2, dtype=np.float32)
@@ -220,7 +221,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
             max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
-            fallback_dt=cfg.fixed_delta_seconds)
+            fallback_dt=cfg.fixed_delta_seconds, route_speed_deceleration=cfg.reward.route_speed_deceleration)
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from av_td3.envs.carla.client import import_carla
 from av_td3.envs.contract import StepQuantities, split_action
-from av_td3.envs.route import Projection, Route, wrap_angle
+from av_td3.envs.route import Projection, Route, route_speed_limit, wrap_angle
 
 
 def to_vehicle_control(action: np.ndarray):
@@ -76,7 +76,8 @@ class Tracker:
 
 def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
             obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
-            goal_radius: float, fallback_dt: float) -> tuple[StepQuantities, Projection, Tracker]:
+            goal_radius: float, fallback_dt: float, route_speed_deceleration: float | None = None
+            ) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car)."""
@@ -107,5 +108,6 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         time_to_collision=float(ttc),
         dt=dt,
         distance_travelled=abs(speed) * dt,
+        speed_limit=route_speed_limit(route, proj.s, route_speed_deceleration),
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
