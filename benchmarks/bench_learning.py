@@ -24,14 +24,15 @@ evaluation frames) and that ratio, the training phase's frames per second (evalu
 policy that fails its evaluations fast does not skew it) and that ratio, and with both learners on the
 same seeds a paired comparison of their final success and return (mean difference with a 95% bootstrap
 CI, Wilcoxon signed-rank p). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
-augmentation, no saturation penalty, 1-step returns, uniform warm-up actions). It writes ``OUT/learning_curves.png`` and
+augmentation, no saturation or smoothness penalty, 1-step returns, uniform warm-up actions). Every
+contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
     python benchmarks/bench_learning.py --experiment drive_from_camera --equal --contenders ours sb3 \
-        --seeds 0 1 2 3 4 5 6 7 8 9 -- trainer.total_steps=150000                 # equal terms, paired
+        --seeds 0 1 2 3 4 5 6 7 8 9                                                 # equal terms, paired
 """
 
 from __future__ import annotations
