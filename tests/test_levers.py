@@ -261,7 +261,7 @@ class Counter(gym.Env):
         self.t += 1
         return (np.array([self.t], np.float32), float(self.t), self.t == self.end, False,
                 {"t": self.t, "distance_travelled": 1.0, "route_completed": self.t == self.end,
-                 "collision": False, "lane_invasion": False, "dt": 0.05, "time_to_collision": math.inf,
+                 "collision": False, "lane_invasion": False, "off_road": False, "dt": 0.05, "time_to_collision": math.inf,
                  "longitudinal_acceleration": 0.0, "lateral_acceleration": 0.0})
 
 
