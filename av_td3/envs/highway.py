@@ -45,7 +45,7 @@ from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, Fr
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
-from av_td3.envs.route import Route, route_speed_limit, wrap_angle  # noqa: E402
+from av_td3.envs.route import Route, wrap_angle  # noqa: E402
 from av_td3.envs.route_file import route_names  # noqa: E402
 from av_td3.envs.camera import TopDownCamera  # noqa: E402
 from av_td3.envs.dashcam import DashCamera  # noqa: E402
@@ -319,7 +319,7 @@ class HighwayDrivingEnv(gym.Env):
             time_to_collision=ttc,
             dt=dt,
             distance_travelled=abs(speed) * dt,
-            speed_limit=route_speed_limit(self.route, proj.s, cfg.reward.route_speed_deceleration),
+            speed_limit=self.route.speed_limit(proj.s, cfg.reward.route_speed_deceleration),
         )
         self._s, self._speed, self._accel, self._heading = proj.s, speed, accel, float(ego.heading)
         self._invading, self._crashed, self._completed = invading, crashed, completed

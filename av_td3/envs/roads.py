@@ -130,24 +130,25 @@ def _lanes(piece: Piece, w: float) -> list:
     return lanes
 
 
-def _lead_in(net: RoadNetwork, first_node: str, start: np.ndarray, yaw: float, length: float, w: float) -> None:
-    if length <= 0:
-        return
-    back = start - length * np.array([math.cos(yaw), math.sin(yaw)])
+def _straight_section(net: RoadNetwork, origin: str, destination: str, a: np.ndarray, b: np.ndarray,
+                      yaw: float, w: float) -> None:
+    """Both lanes of a straight section from ``a`` to ``b`` (the ego lane's centre line, heading ``yaw``)."""
     left = np.array([math.sin(yaw), -math.cos(yaw)])
     for k in range(2):
         off = (RIGHT_LANE - k) * w * left
-        net.add_lane("lead", first_node, StraightLane(back + off, start + off, width=w, line_types=LINES[k]))
+        net.add_lane(origin, destination, StraightLane(a + off, b + off, width=w, line_types=LINES[k]))
+
+
+def _lead_in(net: RoadNetwork, first_node: str, start: np.ndarray, yaw: float, length: float, w: float) -> None:
+    if length > 0:
+        _straight_section(net, "lead", first_node, start - length * np.array([math.cos(yaw), math.sin(yaw)]), start,
+                          yaw, w)
 
 
 def _run_out(net: RoadNetwork, goal: np.ndarray, yaw: float, length: float, w: float) -> None:
-    if length <= 0:
-        return
-    end = goal + length * np.array([math.cos(yaw), math.sin(yaw)])
-    left = np.array([math.sin(yaw), -math.cos(yaw)])
-    for k in range(2):
-        off = (RIGHT_LANE - k) * w * left
-        net.add_lane("goal", "out", StraightLane(goal + off, end + off, width=w, line_types=LINES[k]))
+    if length > 0:
+        _straight_section(net, "goal", "out", goal, goal + length * np.array([math.cos(yaw), math.sin(yaw)]),
+                          yaw, w)
 
 
 def road_from_file(name: str, lane_width: float, lead_in: float = 0.0,

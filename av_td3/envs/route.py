@@ -30,11 +30,6 @@ def wrap_angle(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
 
-def route_speed_limit(route: Route, s: float, deceleration: float | None) -> float:
-    """StepQuantities.speed_limit: the route's limit at ``s`` where the reward follows it, else inf."""
-    return math.inf if deceleration is None else route.speed_limit(s, deceleration)
-
-
 @dataclass(frozen=True)
 class Projection:
     s: float  # arc length of the closest route point, m from the start
@@ -116,18 +111,14 @@ class Route:
         i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_yaw) - 1))
         return float(self.seg_yaw[i])
 
-    def speed_at(self, s: float) -> float | None:
-        if self.target_speed is None:
-            return None
-        return float(np.interp(s, self.s, self.target_speed))
-
-    def speed_limit(self, s: float, deceleration: float) -> float:
-        """The speed limit at arc length ``s`` that the route's target speeds set (inf without them): a
+    def speed_limit(self, s: float, deceleration: float | None) -> float:
+        """StepQuantities.speed_limit: inf where the reward ignores it (``deceleration`` None, the
+        reference) or the route has no target speeds; else the limit at arc length ``s`` they set: a
         stretch between two route points allows the faster of its ends' speeds, and the limit falls
         ahead of every slower point as braking at ``deceleration`` m/s^2 would, reaching that point's speed
         at it. So a straight into a tight arc keeps its own speed until braking must start (linear
         interpolation would slow its whole length)."""
-        if self._points_speed is None:
+        if deceleration is None or self._points_speed is None:
             return math.inf
         limits = self._limits.get(deceleration)
         if limits is None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from av_td3.envs.carla.client import import_carla
 from av_td3.envs.contract import StepQuantities, split_action
-from av_td3.envs.route import Projection, Route, route_speed_limit, wrap_angle
+from av_td3.envs.route import Projection, Route, wrap_angle
 
 
 def to_vehicle_control(action: np.ndarray):
@@ -108,6 +108,6 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         time_to_collision=float(ttc),
         dt=dt,
         distance_travelled=abs(speed) * dt,
-        speed_limit=route_speed_limit(route, proj.s, route_speed_deceleration),
+        speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
