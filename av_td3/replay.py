@@ -118,9 +118,10 @@ class ReplayBuffer:
         self.starts[i] = True
         self.open[stream] = not (terminated or truncated)
 
-    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99
-               ) -> tuple[dict, torch.Tensor, torch.Tensor, dict, torch.Tensor]:
-        """(obs, action, reward, next_obs, discount) as tensors on the buffer's device.
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, following: bool = False
+               ) -> tuple:
+        """(obs, action, reward, next_obs, discount) as tensors on the buffer's device, and with
+        ``following`` a sixth item: s_{t+1}, whatever n_step is.
 
         ``reward`` = sum_{j<m} gamma^j r_{t+j} and ``next_obs`` = s_{t+m}, with m = n_step or fewer where
         the episode ends first (or where its next transition is not stored yet); ``discount`` = gamma^m,
@@ -148,7 +149,16 @@ class ReplayBuffer:
                 obs[IMAGE], next_obs[IMAGE] = frames[:, :-1], frames[:, 1:]
             else:
                 obs[IMAGE], next_obs[IMAGE] = self._stacks(idx, self.stack), self._stacks(nxt, self.stack)
-        return obs, self.action[idx], reward, next_obs, discount * (~terminated).float()
+        batch = (obs, self.action[idx], reward, next_obs, discount * (~terminated).float())
+        if not following:
+            return batch
+        if n_step == 1:
+            return (*batch, next_obs)
+        one = self._next_slot(idx)  # a transition's next observation is always stored in the next slot
+        then = {VECTOR: self.vector[one]}
+        if self.frames is not None:
+            then[IMAGE] = self._stacks(one, self.stack)
+        return (*batch, then)
 
     def _stacks(self, idx: torch.Tensor, length: int) -> torch.Tensor:
         """(B, length, H, W): the ``stack`` frames of slot idx's observation (oldest first), then, for

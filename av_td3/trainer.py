@@ -199,7 +199,8 @@ class Trainer:
         if step < t.learning_starts:
             return
         for _ in range(t.updates_per_step * stepped):
-            batch = self.replay.sample(self.agent.batch_size, self.agent.n_step, self.agent.gamma)
+            batch = self.replay.sample(self.agent.batch_size, self.agent.n_step, self.agent.gamma,
+                                       following=self.agent.wants_following)
             self.reporter.record(self.agent.update(*batch), step)
         if self.reporter.due():
             self._report_updates()

@@ -96,6 +96,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["trainer.learning_starts=2000000"], "trainer.learning_starts"),
     (["agent.gamma=1.5"], "agent.gamma"),
     (["agent.precision=float16"], "agent.precision"),
+    (["agent.smoothness_pair=next"], "agent.smoothness_pair"),
     (["clipping=reference", "clipping.actor.max_norm=-1"], "clipping.actor.max_norm"),
     (["clipping.critic.max_norm=5"], "clipping.critic"),  # a limit with mode none would be ignored
     (["env.frame_stack=0"], "env.frame_stack"),

@@ -160,6 +160,51 @@ def test_n_step_image_stacks_are_the_later_observation():
         np.testing.assert_array_equal(next_obs["image"][k].numpy(), want["image"])
 
 
+def test_following_is_the_one_step_next_observation_whatever_n_step():
+    from test_replay import episodes
+
+    buf = ReplayBuffer(64, None, 1, 2, seed=0)
+    fill(buf, [1.0] * 6, True)
+    fill(buf, [1.0] * 3, False)
+    for n in (1, 3):
+        obs, action, _, next_obs, _, following = buf.sample(256, n, 0.9, following=True)
+        torch.testing.assert_close(following["vector"], obs["vector"] + 1)
+        if n == 1:
+            assert following is next_obs
+        else:  # next_obs is up to n steps ahead; following stays one step ahead
+            assert (next_obs["vector"] - obs["vector"]).max() == 3
+    buf = ReplayBuffer(500, (4, 6, 6), 3, 2, seed=0)
+    stored = {}
+    for tr in episodes(200, 4, 6, seed=2):
+        buf.add(*tr)
+        stored[int(tr[1][0])] = tr
+    _, action, _, _, _, following = buf.sample(64, 3, 0.99, following=True)
+    for k in range(64):  # the transition's own next observation, stack and all
+        np.testing.assert_array_equal(following["image"][k].numpy(), stored[int(action[k, 0])][3]["image"])
+
+
+@pytest.mark.parametrize("pair", ["bootstrap", "consecutive"])
+def test_the_consecutive_smoothness_pair_shares_its_shift(pair):
+    """With s_t+1 = s_t, CAPS's term is zero when both images get the same shift (consecutive): the
+    actor loss is the unpenalised one. The bootstrap pair shifts next_obs independently, so the term
+    also penalises acting differently on two shifts of one image."""
+    from test_td3 import random_batch
+
+    obs, action, reward, _, discount = random_batch(0)
+    batch = (obs, action, reward, obs, discount, obs)
+    losses = {}
+    for penalty in (0.0, 10.0):
+        torch.manual_seed(3)
+        agent = make_agent(augmentation="shift", shift_pad=2, encoder="shared", policy_delay=1,
+                           smoothness_penalty=penalty, smoothness_pair=pair)
+        assert agent.wants_following == (penalty > 0 and pair == "consecutive")
+        losses[penalty] = float(agent.update(*batch)["actor_loss"])
+    if pair == "consecutive":
+        assert losses[10.0] == pytest.approx(losses[0.0], abs=1e-6)
+    else:
+        assert losses[10.0] > losses[0.0] + 1e-4
+
+
 # --- image augmentation, LayerNorm, saturation penalty ------------------------------------------------
 def test_random_shift_is_a_replicate_padded_crop():
     torch.manual_seed(0)

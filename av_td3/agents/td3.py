@@ -37,13 +37,15 @@ class TD3Agent:
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
                  layer_norm: bool = False, n_step: int = 1, augmentation: str = "none", shift_pad: int = 4,
                  saturation_penalty: float = 0.0, smoothness_penalty: float = 0.0,
-                 precision: str = "float32", compile: bool = False):
+                 smoothness_pair: str = "bootstrap", precision: str = "float32", compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
         self.policy_noise, self.noise_clip, self.policy_delay = policy_noise, noise_clip, policy_delay
         self.batch_size, self.n_step = batch_size, n_step
         self.saturation_penalty, self.smoothness_penalty = saturation_penalty, smoothness_penalty
+        # CAPS's consecutive pair: the replay adds s_t+1 to each batch (ReplayBuffer.sample(following=True)).
+        self.wants_following = bool(smoothness_penalty) and smoothness_pair == "consecutive"
         self.shift_pad = shift_pad if augmentation == "shift" else 0
         self.shared_encoder = encoder == "shared"
         self.num_updates = 0
@@ -97,13 +99,19 @@ class TD3Agent:
             return obs["vector"].new_zeros(obs["vector"].shape[0], 0)
         return encoder(obs["image"])
 
-    def _pixels(self, obs: Obs, channels_last: bool) -> Obs:
+    def _pixels(self, obs: Obs, channels_last: bool, following: Obs | None = None) -> tuple[Obs, Obs | None]:
+        """obs (and ``following``, shifted by obs's own offsets: one shift of their stacked channels) as
+        the encoders' float input."""
         if "image" not in obs:
-            return obs
-        image = obs["image"]
+            return obs, following
+        image = obs["image"] if following is None else torch.cat([obs["image"], following["image"]], 1)
         if self.shift_pad:  # DrQ: a random shift per sample, drawn anew for every batch (on the uint8s)
             image = random_shift(image, self.shift_pad)
-        return {**obs, "image": self.critic.encoder.pixels(image, channels_last)}
+        if following is None:
+            return {**obs, "image": self.critic.encoder.pixels(image, channels_last)}, None
+        now, then = image.split(obs["image"].shape[1], 1)
+        return ({**obs, "image": self.critic.encoder.pixels(now, channels_last)},
+                {**following, "image": self.critic.encoder.pixels(then, channels_last)})
 
     def policy(self, obs: Obs) -> torch.Tensor:
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
@@ -119,13 +127,15 @@ class TD3Agent:
 
     # --- learning --------------------------------------------------------------------------------------
     def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
-               discount: torch.Tensor) -> dict[str, torch.Tensor]:
+               discount: torch.Tensor, following: Obs | None = None) -> dict[str, torch.Tensor]:
         """One TD3 update from a replay batch. ``reward`` is the (n-step) discounted reward sum and
-        ``discount`` what bootstraps it: gamma^m, or 0 after a termination (``ReplayBuffer.sample``)."""
+        ``discount`` what bootstraps it: gamma^m, or 0 after a termination (``ReplayBuffer.sample``).
+        ``following``: s_t+1, for the smoothness term's consecutive pair (``wants_following``)."""
         self.num_updates += 1
         # uint8 -> float once per batch; up to three encoders read obs, two next_obs. next_obs only
         # meets no-grad encoders, which are faster in NCHW; obs trains the CNNs, in channels-last.
-        obs, next_obs = self._pixels(obs, channels_last=True), self._pixels(next_obs, channels_last=False)
+        obs, following = self._pixels(obs, True, following if self.wants_following else None)
+        next_obs, _ = self._pixels(next_obs, channels_last=False)
 
         # Critic target: target policy smoothing, clipped double-Q; truncation still bootstraps.
         with torch.no_grad():
@@ -138,6 +148,11 @@ class TD3Agent:
             next_action = (self.actor_target(next_actor_feat, next_obs["vector"]) + noise).clamp(-1, 1)
             next_q = torch.stack(self.critic_target(next_critic_feat, next_obs["vector"], next_action))
             target_q = reward + discount * next_q.min(0).values
+            if following is not None and self.num_updates % self.policy_delay == 0:
+                # s_t+1's features for the actor's smoothness term, from the CNN the actor reads, before
+                # the critic step (as obs's features are)
+                following_feat = self._encode(self.critic.encoder if self.shared_encoder else self.actor.encoder,
+                                              following)
 
         feat = self._encode(self.critic.encoder, obs)
         qs = self.critic(feat, obs["vector"], action)
@@ -163,10 +178,13 @@ class TD3Agent:
         if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
             actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
         if self.smoothness_penalty:  # CAPS's temporal term: the next state's action close to this one's
-            if not self.shared_encoder:
+            then = following if following is not None else next_obs
+            if following is not None:
+                next_actor_feat = following_feat
+            elif not self.shared_encoder:
                 with torch.no_grad():
                     next_actor_feat = self._encode(self.actor.encoder, next_obs)
-            next_pi = self.actor(next_actor_feat.detach(), next_obs["vector"])
+            next_pi = self.actor(next_actor_feat.detach(), then["vector"])
             actor_loss = actor_loss + self.smoothness_penalty * (action_pi - next_pi).pow(2).sum(1).mean()
         self._backward("actor", actor_loss)
         actor = self.actor_step(actor_loss)

@@ -9,6 +9,7 @@ from av_td3.config.errors import check
 ENCODERS = ("separate", "shared")
 PRECISIONS = ("float32", "bfloat16")
 AUGMENTATIONS = ("none", "shift")
+SMOOTHNESS_PAIRS = ("bootstrap", "consecutive")
 
 
 @dataclass
@@ -46,11 +47,17 @@ class TD3Config:
     # a flat early critic lets Adam drive x far into the tanh's flat tails (|x| ~ 15 measured), where
     # the actor's gradient vanishes and its actions stay pinned at +-1 (the reference: 0).
     saturation_penalty: float = 0.0
-    # Adds smoothness_penalty * mean((pi(s) - pi(s'))^2) over the replay's consecutive observations to the
-    # actor loss: CAPS's temporal term (Mysore et al. 2021), against bang-bang actions that flip from one
-    # limit to the other on every step. The next observation's features are the ones the critic target
-    # already computed (shared encoder) or the actor's own, without a gradient into the CNN. 0 = off.
+    # Adds smoothness_penalty * mean((pi(s) - pi(s'))^2) to the actor loss: CAPS's temporal term (Mysore
+    # et al. 2021), against bang-bang actions that flip from one limit to the other on every step; s'
+    # enters without a gradient into the CNN. 0 = off.
     smoothness_penalty: float = 0.0
+    # Which s' the smoothness term compares with s. bootstrap: the update's next observation, n_step agent
+    # steps ahead, its image shifted independently of s's (DrQ), so with augmentation the term also
+    # trains the actor to act alike on images shifted by up to 2 shift_pad pixels against each other;
+    # its features are the ones the critic target computed (shared encoder) or the actor's own.
+    # consecutive: s_t+1, one agent step ahead, shifted by s's own offset (CAPS's pair): the term then
+    # asks only for smooth actions, not for blindness to where the lane lies in the image.
+    smoothness_pair: str = "bootstrap"
     # DrQ's image augmentation on every sampled batch: shift = pad by shift_pad pixels (edge
     # replicated) and crop back at a random offset, per sample, for obs and next_obs independently.
     augmentation: str = "none"
@@ -85,6 +92,8 @@ class TD3Config:
               f"must be >= 0, got {self.saturation_penalty}")
         check(self.smoothness_penalty >= 0, f"{k}.smoothness_penalty",
               f"must be >= 0, got {self.smoothness_penalty}")
+        check(self.smoothness_pair in SMOOTHNESS_PAIRS, f"{k}.smoothness_pair",
+              f"must be one of {SMOOTHNESS_PAIRS}, got {self.smoothness_pair!r}")
         check(self.augmentation in AUGMENTATIONS, f"{k}.augmentation",
               f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         check(self.shift_pad >= 1, f"{k}.shift_pad", f"must be >= 1, got {self.shift_pad}")
