@@ -25,6 +25,10 @@ jerk_mean_mps3, _max_      mean and max of |d a_long / dt|, differenced from ``l
                            magnitude of the acceleration vector); the first step, whose predecessor is
                            the reset, has none
 lat_accel_mean_mps2, _max_ mean and max of |``lateral_acceleration``|
+lateral_offset_mean_m      mean of the signed ``lateral_deviation`` (+ right of the route's centre line):
+                           where in the lane the policy holds the car (a policy that keeps 0.7 m to
+                           one side touches that side's marking with a 2 m wide car in a 3.5 m lane)
+lateral_offset_rms_m       root mean square of ``lateral_deviation``: how far from the centre line overall
 =========================  =========================================================================
 
 Per evaluation phase (``aggregate``): the SPEC tags ``mean_reward``, ``avg_episode_length``,
@@ -52,7 +56,8 @@ DRIVING_KEY = "distance_travelled"
 
 # Episode figures averaged over the episodes that define them (not NaN) when a phase is aggregated.
 EPISODE_MEANS = ("ttc_mean_s", "ttc_min_s", "avg_speed_kmh", "completion_time_s", "jerk_mean_mps3",
-                 "jerk_max_mps3", "lat_accel_mean_mps2", "lat_accel_max_mps2", "distance_m")
+                 "jerk_max_mps3", "lat_accel_mean_mps2", "lat_accel_max_mps2", "lateral_offset_mean_m",
+                 "lateral_offset_rms_m", "distance_m")
 
 
 def per_km(count: float, distance_m: float) -> float:
@@ -72,6 +77,7 @@ class EpisodeMetrics:
         self.ttc: list[float] = []
         self.jerk: list[float] = []
         self.lat_accel: list[float] = []
+        self.lateral: list[float] = []
         self._prev_accel: float | None = None
 
     def add(self, reward: float, info: Mapping) -> None:
@@ -100,6 +106,7 @@ class EpisodeMetrics:
             self.jerk.append(abs(accel - self._prev_accel) / dt)
         self._prev_accel = accel
         self.lat_accel.append(abs(float(info["lateral_acceleration"])))
+        self.lateral.append(float(info["lateral_deviation"]))
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {"return": self.total, "length": float(self.length)}
@@ -124,6 +131,8 @@ class EpisodeMetrics:
             "jerk_max_mps3": max(self.jerk, default=math.nan),
             "lat_accel_mean_mps2": _mean(self.lat_accel),
             "lat_accel_max_mps2": max(self.lat_accel, default=math.nan),
+            "lateral_offset_mean_m": _mean(self.lateral),
+            "lateral_offset_rms_m": math.sqrt(_mean(np.square(self.lateral))) if self.lateral else math.nan,
         }
         return out
 

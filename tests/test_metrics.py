@@ -42,6 +42,15 @@ def test_constant_speed_route_completed():
     assert math.isnan(m["ttc_mean_s"]) and math.isnan(m["ttc_min_s"])  # never an obstacle ahead
 
 
+def test_lateral_offset_is_the_signed_mean_and_the_rms():
+    infos = [step(speed=10.0, lateral_deviation=d) for d in (-0.6, -0.8, -0.7, 0.3)]
+    m = episode_metrics([0.0] * 4, infos)
+    assert m["lateral_offset_mean_m"] == pytest.approx(-0.45)  # left of the centre line: negative
+    assert m["lateral_offset_rms_m"] == pytest.approx(math.sqrt((0.36 + 0.64 + 0.49 + 0.09) / 4))
+    phase = aggregate([m, episode_metrics([0.0], [step(speed=10.0, lateral_deviation=0.25)])])
+    assert phase["lateral_offset_mean_m"] == pytest.approx((-0.45 + 0.25) / 2)  # the mean over episodes
+
+
 def test_unfinished_episode_has_no_completion_time():
     m = episode_metrics([0.0] * 3, [step() for _ in range(3)])
     assert m["success"] == 0.0 and math.isnan(m["completion_time_s"])
