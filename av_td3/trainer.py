@@ -250,13 +250,19 @@ class Trainer:
                         console=not self.cfg.trainer.progress_bar)
 
     # --- evaluation, reports, checkpoints -------------------------------------------------------------
+    def _episodes_on(self, env, routes, final: bool, recorder=None) -> tuple[dict, dict, int]:
+        """(summary, per-route summaries, episodes) of the policy on ``env``'s ``routes``: eval_episodes
+        of them, or final_eval_episodes for the final evaluation, with the run's evaluation seeds."""
+        t = self.cfg.trainer
+        n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
+        summary, by_route = evaluate_by_route(self.agent, env, eval_seeds(self.cfg.seed, n), recorder,
+                                              on_lost=lambda e: self._episode_lost(e, "eval"), routes=routes)
+        return summary, by_route, n
+
     def _evaluate(self, final: bool = False) -> dict:
         t, step = self.cfg.trainer, self.state.step
-        n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
         recorder = video.EpisodeFrames() if t.eval_video else None
-        summary, by_route = evaluate_by_route(self.agent, self.pool.eval_env, eval_seeds(self.cfg.seed, n), recorder,
-                                              on_lost=lambda e: self._episode_lost(e, "eval"),
-                                              routes=self.eval_routes)
+        summary, by_route, n = self._episodes_on(self.pool.eval_env, self.eval_routes, final, recorder)
         if recorder is not None:
             fps = self.pool.eval_env.metadata.get("render_fps", 20) / t.action_repeat  # a frame per agent step
             video.write(recorder, self.run_dir, step, fps, self.logger.tb)
@@ -279,17 +285,14 @@ class Trainer:
 
     def _evaluate_split(self, split: str) -> None:
         """The final evaluation again, on the routes of another split (trainer.final_eval_splits)."""
-        t, step = self.cfg.trainer, self.state.step
         cfg = replace(self.cfg, env=replace(self.cfg.env, eval_routes=split))
         env = build_run_env(cfg, "eval")
         try:
-            summary, by_route = evaluate_by_route(self.agent, env, eval_seeds(self.cfg.seed, t.final_eval_episodes
-                                                                          or t.eval_episodes),
-                                                  on_lost=lambda e: self._episode_lost(e, "eval"),
-                                                  routes=eval_routes(cfg.env))
+            summary, by_route, _ = self._episodes_on(env, eval_routes(cfg.env), final=True)
         finally:
             env.close()
-        self.logger.scalars({f"final/{split}/{k}": v for k, v in summary.items() if math.isfinite(v)}, step)
+        self.logger.scalars({f"final/{split}/{k}": v for k, v in summary.items() if math.isfinite(v)},
+                            self.state.step)
         log.info("final eval on the %s routes | return=%.1f success=%.0f%% collisions/km=%.3g", split,
                  summary["mean_reward"], 100 * summary.get("success_rate", math.nan),
                  summary.get("collisions_per_km", math.nan))

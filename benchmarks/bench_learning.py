@@ -84,14 +84,15 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
 
     torch.set_num_threads(1)
     tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)
-    raw, cfg = compose([f"+experiment={experiment}", f"seed={seed}", "device=cpu", "torch_threads=1",
-                        "trainer.progress_bar=false", *overrides])
+    # No final evaluation on other splits (trainer.final_eval_splits): SB3 and the fixed contenders have none,
+    # and ours would count it as training time.
+    common = [f"+experiment={experiment}", f"seed={seed}", "device=cpu", "torch_threads=1",
+              "trainer.progress_bar=false", "trainer.final_eval_splits=[]"]
+    raw, cfg = compose([*common, *overrides])
     if contender == "classical" and cfg.env.vector != "reference":
         # The controller steers on route waypoints and follows the car ahead by its gap: a privileged
         # baseline on a camera task, given the reference vector with the gap.
-        raw, cfg = compose([f"+experiment={experiment}", f"seed={seed}", "device=cpu", "torch_threads=1",
-                            "trainer.progress_bar=false", *overrides, "env.vector=reference",
-                            "env.observe_obstacle=true"])
+        raw, cfg = compose([*common, *overrides, "env.vector=reference", "env.observe_obstacle=true"])
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
     result = fn(raw, cfg, Path(out) / "runs" / contender / f"seed={seed}", contender)
     return {"contender": contender, "seed": seed, **result}
