@@ -1,0 +1,95 @@
+"""How a trained driving policy keeps its lane, from its checkpoint: where it holds the car, whether its
+steering answers the lane position, and where its lane invasions happen.
+
+Drives ``--episodes`` evaluation episodes (the run's evaluation routes in turn, seeds 2000, 2001, ...)
+with the run's final policy on the embedded simulator and prints:
+
+- on each route's first ``--straight`` metres (every agent step above 4 m/s): the mean and standard
+  deviation of the lateral offset (+ right of the centre line) and a least-squares fit of the steering
+  command on the offset and the heading error (the gains and the variance they explain: a policy that
+  steers by the lane has large gains and explains most of its steering);
+- lane invasions per km, split by where the ego was: in a turn (the route's heading changes by more than
+  1/150 rad per m within 5 m), behind traffic (an obstacle ahead within 15 m) or on a straight with no
+  car close ahead, with the side of the centre line the ego was on.
+
+    python benchmarks/lane_keeping.py multirun/drive_from_camera/camera/seed=0 [--episodes 12] [-- OVERRIDES]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+TURN_RATE, TURN_WINDOW, TRAFFIC_GAP, MOVING = 1 / 150, 5.0, 15.0, 4.0  # rad/m, m, m, m/s
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--episodes", type=int, default=12)
+    p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
+    p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
+    args = p.parse_args()
+
+    import torch
+
+    from av_td3 import checkpoint
+    from av_td3.agents.build import build_agent
+    from av_td3.envs.action_repeat import frames_of
+    from av_td3.envs.factory import build_run_env
+    from av_td3.envs.route_file import eval_routes
+    from av_td3.evaluate_run import load_run_config
+    from av_td3.rundir import CHECKPOINT
+
+    torch.set_num_threads(1)
+    raw, cfg = load_run_config(args.run_dir, args.overrides)
+    env = build_run_env(cfg, "eval")
+    agent = build_agent(raw, cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    agent.load_state_dict(checkpoint.load(args.run_dir / CHECKPOINT)["agent"])
+    routes, sim = eval_routes(cfg.env), env.unwrapped
+    fit, invasions, metres, side = [], Counter(), Counter(), Counter()
+    for episode in range(args.episodes):
+        options = {"route": routes[episode % len(routes)]} if routes else None
+        obs, info = env.reset(seed=2000 + episode, options=options)
+        route, driven, done = sim.route, 0.0, False
+        while not done:
+            lateral, heading = info.get("lateral_deviation", 0.0), info.get("heading_error", 0.0)
+            action = agent.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            frames = frames_of(info) or [(reward, info)]
+            if driven < args.straight and info["speed"] > MOVING:
+                fit.append((lateral, heading, float(action[0])))
+            for _, frame in frames:
+                driven += frame["distance_travelled"]
+                s = route.project(np.asarray(sim.ego.position)).s
+                turn = abs(math.remainder(route.yaw_at(min(s + TURN_WINDOW, route.length))
+                                          - route.yaw_at(max(s - TURN_WINDOW, 0.0)), math.tau)) / (2 * TURN_WINDOW)
+                where = "turn" if turn > TURN_RATE else "traffic" if frame["obstacle_distance"] < TRAFFIC_GAP \
+                    else "straight"
+                metres[where] += frame["distance_travelled"]
+                if frame["lane_invasion"]:
+                    invasions[where] += 1
+                    side[where, "left" if frame["lateral_deviation"] < 0 else "right"] += 1
+    env.close()
+    x = np.array(fit)
+    design = np.c_[x[:, 0], x[:, 1], np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(design, x[:, 2], rcond=None)
+    explained = 1 - np.sum((x[:, 2] - design @ coef) ** 2) / np.sum((x[:, 2] - x[:, 2].mean()) ** 2)
+    print(f"{args.run_dir}: {args.episodes} episodes")
+    print(f"first {args.straight:.0f} m of each route ({len(x)} agent steps): lateral offset mean {x[:, 0].mean():+.2f} m, "
+          f"std {x[:, 0].std():.2f} m; steering = {coef[0]:+.3f} * offset (m) {coef[1]:+.3f} * heading error (rad) "
+          f"{coef[2]:+.3f}, explaining {explained:.0%} of its variance")
+    for where in ("straight", "turn", "traffic"):
+        km = metres[where] / 1000
+        rate = invasions[where] / km if km else math.nan
+        print(f"  {where:8s} {invasions[where]:3d} lane invasions over {metres[where]:5.0f} m = {rate:5.1f} per km "
+              f"(left of the centre line {side[where, 'left']}, right {side[where, 'right']})")
+
+
+if __name__ == "__main__":
+    main()
