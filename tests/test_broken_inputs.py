@@ -79,3 +79,14 @@ def test_report_rejects_an_unknown_size_and_fails_when_the_sweep_failed(tmp_path
 def test_reproduce_line_keeps_what_changed_the_sweep():
     line = reproduce_command("td3_vs_ddpg", "full", ["hydra.launcher.partition=gpu"], launcher="slurm", jobs=4)
     assert line == "av-td3 report td3_vs_ddpg --launcher slurm --jobs 4 -- hydra.launcher.partition=gpu"
+
+
+def test_report_runs_every_experiment_at_the_size_it_composes(compose):
+    """The report names the sweep directory and the job names by the experiment's size: an experiment
+    that builds on another (vision_ablation on drive_from_camera) runs at the size that one sets."""
+    from av_td3.analysis.report import experiment_size, experiments
+
+    assert experiment_size("vision_ablation") == "camera"
+    for name in experiments():
+        composed = compose([f"+experiment={name}"], return_hydra_config=True)
+        assert experiment_size(name) == composed.hydra.runtime.choices.size, name

@@ -71,13 +71,20 @@ def experiments() -> dict[str, Path]:
 
 def experiment_size(name: str) -> str:
     """The size an experiment runs at unless told otherwise: its ``override /size:`` default (the
-    learn_to_drive experiments run at ``drive``), else conf/config.yaml's ``full``."""
+    learn_to_drive experiments run at ``drive``), else that of the experiment it builds on (a plain
+    ``- other_experiment`` default: vision_ablation runs at drive_from_camera's ``camera``), else
+    conf/config.yaml's ``full``."""
     from omegaconf import OmegaConf
 
-    for entry in OmegaConf.load(experiments()[name]).get("defaults", None) or []:
+    from av_td3 import config_dir
+
+    inherited = DEFAULT_SIZE
+    for entry in OmegaConf.load(config_dir() / "experiment" / f"{name}.yaml").get("defaults", None) or []:
         if hasattr(entry, "get") and entry.get("override /size") is not None:
             return str(entry.get("override /size"))
-    return DEFAULT_SIZE
+        if isinstance(entry, str) and (config_dir() / "experiment" / f"{entry}.yaml").is_file():
+            inherited = experiment_size(entry)
+    return inherited
 
 
 def sweep_command(name: str, size: str, sweep_dir: Path, launcher: str, jobs: int,
