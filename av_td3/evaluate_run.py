@@ -104,28 +104,12 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     routes = _routes(raw, cfg, route_files, split)
     import torch
 
-    from av_td3 import checkpoint, video as videos
-    from av_td3.agents.build import build_agent
-    from av_td3.config import validate
-    from av_td3.envs.factory import build_run_env
-    from av_td3.envs.route_file import RouteFileError
+    from av_td3 import video as videos
     from av_td3.evaluation import evaluate_by_route
-    from av_td3.trainer import eval_seeds, resolve_device
+    from av_td3.trainer import eval_seeds
 
-    cfg = validate(raw)
+    cfg, env, agent, state = load_policy(run_dir, raw, render=video)
     try:
-        env = build_run_env(cfg, "eval", render=video)
-    except RouteFileError as e:
-        raise EvaluateError(str(e)) from None
-    try:
-        device = resolve_device(cfg.device)
-        agent = build_agent(raw, cfg, env.observation_space, env.action_space, device)
-        try:
-            state = checkpoint.load(ckpt)
-        except Exception as e:  # noqa: BLE001 - a corrupt checkpoint is the user's input, reported in one line
-            raise EvaluateError(f"{ckpt}: cannot load it ({type(e).__name__}: {e})") from None
-        if hasattr(agent, "load_state_dict"):
-            agent.load_state_dict(state["agent"])
         seeds = eval_seeds(cfg.seed, episodes)
         with torch.no_grad():
             overall, by_route = evaluate_by_route(agent, env, seeds, routes=routes)
@@ -148,6 +132,37 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     path.write_text(json.dumps(jsonable(result), indent=2))
     result["path"] = path
     return result
+
+
+def load_policy(run_dir: Path, raw, render: bool = False):
+    """(validated config, its eval env, the agent with the run's checkpoint loaded, the checkpoint's
+    state) for ``raw``, a run's config (``load_run_config``). The caller closes the env; a route file or
+    checkpoint that cannot be read is an EvaluateError."""
+    from av_td3 import checkpoint
+    from av_td3.agents.build import build_agent
+    from av_td3.config import validate
+    from av_td3.envs.factory import build_run_env
+    from av_td3.envs.route_file import RouteFileError
+    from av_td3.trainer import resolve_device
+
+    cfg = validate(raw)
+    try:
+        env = build_run_env(cfg, "eval", render=render)
+    except RouteFileError as e:
+        raise EvaluateError(str(e)) from None
+    try:
+        agent = build_agent(raw, cfg, env.observation_space, env.action_space, resolve_device(cfg.device))
+        ckpt = run_dir / CHECKPOINT
+        try:
+            state = checkpoint.load(ckpt)
+        except Exception as e:  # noqa: BLE001 - a corrupt checkpoint is the user's input, reported in one line
+            raise EvaluateError(f"{ckpt}: cannot load it ({type(e).__name__}: {e})") from None
+        if hasattr(agent, "load_state_dict"):
+            agent.load_state_dict(state["agent"])
+    except BaseException:
+        env.close()
+        raise
+    return cfg, env, agent, state
 
 
 def _routes(raw, cfg, route_files: list[str], split: str | None) -> list[str] | None:

@@ -132,7 +132,7 @@ class EpisodeMetrics:
             "lat_accel_mean_mps2": _mean(self.lat_accel),
             "lat_accel_max_mps2": max(self.lat_accel, default=math.nan),
             "lateral_offset_mean_m": _mean(self.lateral),
-            "lateral_offset_rms_m": math.sqrt(_mean(np.square(self.lateral))) if self.lateral else math.nan,
+            "lateral_offset_rms_m": math.sqrt(_mean(np.square(self.lateral))),
         }
         return out
 

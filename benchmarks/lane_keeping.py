@@ -37,19 +37,13 @@ def main() -> None:
 
     import torch
 
-    from av_td3 import checkpoint
-    from av_td3.agents.build import build_agent
     from av_td3.envs.action_repeat import frames_of
-    from av_td3.envs.factory import build_run_env
     from av_td3.envs.route_file import eval_routes
-    from av_td3.evaluate_run import load_run_config
-    from av_td3.rundir import CHECKPOINT
+    from av_td3.evaluate_run import load_policy, load_run_config
 
     torch.set_num_threads(1)
-    raw, cfg = load_run_config(args.run_dir, args.overrides)
-    env = build_run_env(cfg, "eval")
-    agent = build_agent(raw, cfg, env.observation_space, env.action_space, torch.device("cpu"))
-    agent.load_state_dict(checkpoint.load(args.run_dir / CHECKPOINT)["agent"])
+    raw, _ = load_run_config(args.run_dir, args.overrides)
+    cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
     for episode in range(args.episodes):

@@ -178,13 +178,14 @@ class TD3Agent:
         if self.saturation_penalty:  # keeps the tanh out of saturation, where Adam would push it on
             actor_loss = actor_loss + self.saturation_penalty * pre_tanh.pow(2).mean()
         if self.smoothness_penalty:  # CAPS's temporal term: the next state's action close to this one's
-            then = following if following is not None else next_obs
             if following is not None:
-                next_actor_feat = following_feat
-            elif not self.shared_encoder:
+                then, then_feat = following, following_feat
+            elif self.shared_encoder:
+                then, then_feat = next_obs, next_actor_feat
+            else:
                 with torch.no_grad():
-                    next_actor_feat = self._encode(self.actor.encoder, next_obs)
-            next_pi = self.actor(next_actor_feat.detach(), then["vector"])
+                    then, then_feat = next_obs, self._encode(self.actor.encoder, next_obs)
+            next_pi = self.actor(then_feat.detach(), then["vector"])
             actor_loss = actor_loss + self.smoothness_penalty * (action_pi - next_pi).pow(2).sum(1).mean()
         self._backward("actor", actor_loss)
         actor = self.actor_step(actor_loss)
