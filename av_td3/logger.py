@@ -110,7 +110,7 @@ STATS = ("before", "after", "before_cnn", "after_cnn", "before_mlp", "after_mlp"
          "update_ratio", "update_ratio_cnn", "update_ratio_mlp")
 
 
-CRITIC_TAGS = {"critic_loss": tags.CRITIC_LOSS, "q1": tags.Q1, "q2": tags.Q2}
+CRITIC_TAGS = {"critic_loss": tags.CRITIC_LOSS, "q1": tags.Q1, "q2": tags.Q2, "aux_loss": tags.AUX_LOSS}
 CRITIC_TAGS |= {f"critic_{s}": t for s in STATS if (t := _grad_tag("critic", s))}
 ACTOR_TAGS = {"actor_loss": tags.ACTOR_LOSS, "actor_pre_tanh": tags.ACTOR_PRE_TANH}
 ACTOR_TAGS |= {f"actor_{s}": t for s in STATS if (t := _grad_tag("actor", s))}

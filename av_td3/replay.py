@@ -19,12 +19,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from av_td3.envs.contract import IMAGE, VECTOR
+from av_td3.envs.contract import IMAGE, PRIVILEGED, VECTOR
 
 
 class ReplayBuffer:
     def __init__(self, capacity: int, image_shape: tuple[int, ...] | None, vector_size: int,
-                 action_dim: int, device: torch.device | str = "cpu", seed: int = 0, streams: int = 1):
+                 action_dim: int, device: torch.device | str = "cpu", seed: int = 0, streams: int = 1,
+                 target_size: int = 0):
         if streams < 1:
             raise ValueError(f"replay streams must be >= 1, got {streams}")
         segment = capacity // streams
@@ -48,6 +49,10 @@ class ReplayBuffer:
         self.reward = torch.zeros(capacity, dtype=torch.float32, **kw)
         self.terminated = torch.zeros(capacity, dtype=torch.bool, **kw)
         self.starts = torch.zeros(capacity, dtype=torch.bool, **kw)  # slot starts a transition
+        # Privileged targets of each observation (contract.privileged_targets), for an auxiliary loss;
+        # NaN where unknown (an episode's first observation, which comes from a reset, not a step).
+        self.target_size = target_size
+        self.targets = torch.full((capacity, target_size), torch.nan, **kw) if target_size else None
         # Per stream: the slot its next observation goes to, its filled slots, and whether its latest
         # observation (cursor - 1) belongs to an episode still running.
         self.cursors = [k * segment for k in range(streams)]
@@ -82,19 +87,25 @@ class ReplayBuffer:
         base = stream * self.segment
         return base + (slot - base) % self.segment
 
+    def _keys(self) -> tuple[str, ...]:
+        """The per-slot tensors this buffer holds (checkpointed)."""
+        keys = ("frame_pos", "vector", "action", "reward", "terminated", "starts")
+        return keys + ("frames",) * (self.frames is not None) + ("targets",) * (self.targets is not None)
+
     def bytes_per_transition(self) -> float:
-        tensors = [self.frame_pos, self.vector, self.action, self.reward, self.terminated, self.starts]
-        if self.frames is not None:
-            tensors.append(self.frames)
+        tensors = [getattr(self, k) for k in self._keys()]
         return sum(t.element_size() * t.nelement() for t in tensors) / self.capacity
 
     def __len__(self) -> int:
         return int(self.starts.sum())
 
-    def _write_obs(self, obs: dict[str, np.ndarray], pos: int, stream: int) -> int:
+    def _write_obs(self, obs: dict[str, np.ndarray], pos: int, stream: int, targets: np.ndarray | None = None
+                   ) -> int:
         i = self.cursors[stream]
         if self.frames is not None:
             self.frames[i] = torch.as_tensor(obs[IMAGE][-1])
+        if self.targets is not None:
+            self.targets[i] = torch.nan if targets is None else torch.as_tensor(targets)
         self.vector[i] = torch.as_tensor(obs[VECTOR])
         self.frame_pos[i] = pos
         self.starts[i] = False
@@ -105,16 +116,18 @@ class ReplayBuffer:
         return i
 
     def add(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float,
-            next_obs: dict[str, np.ndarray], terminated: bool, truncated: bool, stream: int = 0) -> None:
+            next_obs: dict[str, np.ndarray], terminated: bool, truncated: bool, stream: int = 0,
+            targets: np.ndarray | None = None) -> None:
         """Store one transition of env ``stream``. ``obs`` must be that stream's previous call's
-        ``next_obs`` unless that call ended an episode (terminated or truncated)."""
+        ``next_obs`` unless that call ended an episode (terminated or truncated). ``targets``:
+        next_obs's privileged targets, for a buffer built with ``target_size``."""
         if not self.open[stream]:
             self._write_obs(obs, 0, stream)
         i = self._wrap(self.cursors[stream] - 1, stream)
         self.action[i] = torch.as_tensor(action)
         self.reward[i] = float(reward)
         self.terminated[i] = bool(terminated)
-        self._write_obs(next_obs, int(self.frame_pos[i]) + 1, stream)
+        self._write_obs(next_obs, int(self.frame_pos[i]) + 1, stream, targets)
         self.starts[i] = True
         self.open[stream] = not (terminated or truncated)
 
@@ -125,7 +138,8 @@ class ReplayBuffer:
 
         ``reward`` = sum_{j<m} gamma^j r_{t+j} and ``next_obs`` = s_{t+m}, with m = n_step or fewer where
         the episode ends first (or where its next transition is not stored yet); ``discount`` = gamma^m,
-        0 when the last of those transitions terminated. n_step=1: r_t, s_{t+1}, gamma (1 - done)."""
+        0 when the last of those transitions terminated. n_step=1: r_t, s_{t+1}, gamma (1 - done).
+        A buffer with ``target_size`` adds obs[PRIVILEGED]: s_t's targets (NaN rows where unknown)."""
         idx = self._sample_starts(batch_size)
         reward = self.reward[idx]
         terminated = self.terminated[idx]
@@ -142,6 +156,8 @@ class ReplayBuffer:
             last = torch.where(go, nxt, last)
         nxt = self._next_slot(last)
         obs, next_obs = {VECTOR: self.vector[idx]}, {VECTOR: self.vector[nxt]}
+        if self.targets is not None:
+            obs[PRIVILEGED] = self.targets[idx]
         if self.frames is not None:
             if n_step == 1:
                 # One gather of stack+1 frames serves both stacks: obs = frames[:-1], next_obs = frames[1:].
@@ -203,19 +219,15 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """The filled slots only: until a stream's segment wraps they are its first slots (a checkpoint
         early in a run is as small as its data, not the preallocated capacity)."""
-        keys = ("frame_pos", "vector", "action", "reward", "terminated", "starts")
+        keys = self._keys()
         if self.streams == 1:
             n = self.sizes[0]
             state = {k: getattr(self, k)[:n] for k in keys}
-            if self.frames is not None:
-                state["frames"] = self.frames[:n]
             state.update(cursor=self.cursors[0], size=n, episode_open=self.open[0], rng=self.rng.get_state())
             return state
         index = torch.cat([torch.arange(k * self.segment, k * self.segment + n, device=self.device)
                            for k, n in enumerate(self.sizes)])
         state = {k: getattr(self, k)[index] for k in keys}
-        if self.frames is not None:
-            state["frames"] = self.frames[index]
         state.update(streams=self.streams, cursors=list(self.cursors), sizes=list(self.sizes),
                      open=list(self.open), rng=self.rng.get_state())
         return state
@@ -225,11 +237,13 @@ class ReplayBuffer:
         if streams != self.streams:
             raise ValueError(f"the checkpoint's replay has {streams} streams (trainer.num_envs={streams}); "
                              f"this run has {self.streams}: resume with the num_envs it was started with")
-        keys = ("frame_pos", "vector", "action", "reward", "terminated", "starts", "frames")
+        if (self.targets is not None) != ("targets" in state):
+            raise ValueError("the checkpoint's replay " + ("lacks" if self.targets is not None else "holds")
+                             + " privileged targets: resume with the agent.aux_weight it was started with")
+        keys = self._keys()
         if streams == 1:
             for k in keys:
-                if k in state:
-                    getattr(self, k)[:len(state[k])].copy_(state[k])
+                getattr(self, k)[:len(state[k])].copy_(state[k])
             self.cursors, self.sizes = [int(state["cursor"])], [int(state["size"])]
             self.open = [bool(state["episode_open"])]
         else:
@@ -238,6 +252,5 @@ class ReplayBuffer:
             index = torch.cat([torch.arange(k * self.segment, k * self.segment + n, device=self.device)
                                for k, n in enumerate(self.sizes)])
             for k in keys:
-                if k in state:
-                    getattr(self, k)[index] = state[k].to(self.device)
+                getattr(self, k)[index] = state[k].to(self.device)
         self.rng.set_state(state["rng"])

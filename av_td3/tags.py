@@ -18,6 +18,7 @@ EPISODE_LENGTH = "train/episode_length"
 STEPS_PER_SECOND = "train/steps_per_second"
 EXPLORATION_NOISE = "train/exploration_noise"
 RECONNECTS = "train/reconnects"  # episodes lost to simulator failures so far (written when one is lost)
+AUX_LOSS = "train/aux_loss"  # the auxiliary head's error on the privileged targets (agent.aux_weight)
 ACTOR_PRE_TANH = "train/actor_pre_tanh_abs"  # mean |actor output before tanh|: >~3 is a saturated actor
 
 

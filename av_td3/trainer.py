@@ -34,6 +34,7 @@ from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
 from av_td3.env_pool import EnvPool
 from av_td3.envs.action_repeat import frames_of
+from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
 from av_td3.envs.errors import EnvFailed, EpisodeLost
 from av_td3.envs.factory import build_run_env
 from av_td3.envs.route_file import eval_routes
@@ -64,8 +65,10 @@ class Trainer:
             self.agent = build_agent(raw_cfg, cfg, env.observation_space, env.action_space, self.device)
             self.learns = hasattr(self.agent, "update")
             spec = AgentSpec.from_spaces(env.observation_space, env.action_space, self.device, cfg.clipping)
+            targets = len(PRIVILEGED_TARGETS) if getattr(self.agent, "wants_targets", False) else 0
             self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
-                                        spec.action_dim, self.device, seed=cfg.seed, streams=len(self.pool))
+                                        spec.action_dim, self.device, seed=cfg.seed, streams=len(self.pool),
+                                        target_size=targets)
                            if self.learns else None)
             self.eval_routes = eval_routes(cfg.env)  # None: the eval env's own road
             self.state = RunState(run_dir, cfg.seed, cfg.trainer.total_steps)
@@ -181,8 +184,9 @@ class Trainer:
                 episodes[k] = self._new_episode(k, again=ep)
                 continue
             next_obs, reward, terminated, truncated, info = results[k]
+            targets = privileged_targets(info, self.cfg.env.obstacle_range) if self.replay.target_size else None
             self.replay.add(obs, actions[k], learning_reward(reward, t.reward_scale, t.reward_clip), next_obs,
-                            terminated, truncated, stream=k)
+                            terminated, truncated, stream=k, targets=targets)
             ep.add(reward, info)
             state.step += ep.last_frames
             stepped += 1

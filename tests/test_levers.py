@@ -205,6 +205,61 @@ def test_the_consecutive_smoothness_pair_shares_its_shift(pair):
         assert losses[10.0] > losses[0.0] + 1e-4
 
 
+# --- the auxiliary loss on privileged targets -----------------------------------------------------------
+def test_privileged_targets_come_from_the_step_info_scaled():
+    from av_td3.envs.contract import HEADING_TARGET_SCALE, LATERAL_SCALE, PRIVILEGED_TARGETS, privileged_targets
+
+    info = {"lateral_deviation": 0.7, "heading_error": -0.05, "obstacle_distance": 10.0, "time_to_collision": 2.0}
+    t = privileged_targets(info, obstacle_range=20.0)
+    assert t.dtype == np.float32 and t.shape == (len(PRIVILEGED_TARGETS),)
+    np.testing.assert_allclose(t, [0.7 / LATERAL_SCALE, -0.05 / HEADING_TARGET_SCALE, 0.5, 5.0 / 30.0], rtol=1e-6)
+    nothing_ahead = {**info, "obstacle_distance": math.inf, "time_to_collision": math.inf}
+    np.testing.assert_array_equal(privileged_targets(nothing_ahead, 20.0)[2:], [1.0, 0.0])
+
+
+def test_replay_keeps_each_observations_targets_and_none_for_a_reset():
+    """Targets travel with the observation they describe (the step's next_obs); an episode's first
+    observation, from a reset, has none (NaN), and a checkpoint keeps them."""
+    buf = ReplayBuffer(64, None, 1, 2, seed=0, target_size=2)
+    for episode in range(2):
+        for t in range(4):
+            buf.add({"vector": np.array([t], np.float32)}, np.array([t, 0], np.float32), 0.0,
+                    {"vector": np.array([t + 1], np.float32)}, False, t == 3, targets=np.array([t + 1, -(t + 1)]))
+    obs, action, *_ = buf.sample(256, 3, 0.9)
+    first = obs["vector"][:, 0] == 0
+    assert first.any() and obs["privileged"][first].isnan().all()
+    torch.testing.assert_close(obs["privileged"][~first, 0], obs["vector"][~first, 0])
+    torch.testing.assert_close(obs["privileged"][~first, 1], -obs["vector"][~first, 0])
+    again = ReplayBuffer(64, None, 1, 2, seed=0, target_size=2)
+    again.load_state_dict(buf.state_dict())
+    torch.testing.assert_close(again.targets, buf.targets, equal_nan=True)
+    with pytest.raises(ValueError, match="aux_weight"):
+        ReplayBuffer(64, None, 1, 2, seed=0).load_state_dict(buf.state_dict())
+
+
+def test_the_auxiliary_head_learns_the_targets_and_skips_unknown_ones():
+    """aux_weight > 0: a head on the critic's CNN fits the targets (its loss falls), rows without
+    targets add nothing, and the loss trains the CNN. aux_weight = 0 builds no head and asks for none."""
+    from test_td3 import random_batch
+
+    assert make_agent().critic.aux_head is None and not make_agent().wants_targets
+    torch.manual_seed(0)
+    agent = make_agent(encoder="shared", aux_weight=1.0)
+    assert agent.wants_targets
+    obs, action, reward, next_obs, discount = random_batch(0)
+    # A target the image determines: the mean brightness of the newest frame, and its negative.
+    brightness = obs["image"][:, -1].float().mean((1, 2)) / 127.5 - 1.0
+    targets = torch.stack([brightness, -brightness, brightness, brightness], 1)
+    targets[:5] = torch.nan  # reset observations
+    obs = {**obs, "privileged": targets}
+    losses = [float(agent.update(obs, action, reward, next_obs, discount)["aux_loss"]) for _ in range(60)]
+    assert math.isfinite(losses[0]) and losses[-1] < 0.5 * losses[0]
+    cnn_before = [p.clone() for p in agent.critic.encoder.parameters()]
+    agent.aux_weight = 1e6  # the aux term dominates the CNN's gradient
+    agent.update(obs, action, reward, next_obs, discount)
+    assert any(not torch.equal(a, b) for a, b in zip(cnn_before, agent.critic.encoder.parameters()))
+
+
 # --- image augmentation, LayerNorm, saturation penalty ------------------------------------------------
 def test_random_shift_is_a_replicate_padded_crop():
     torch.manual_seed(0)

@@ -127,8 +127,12 @@ def test_action_repeat_counts_env_frames_everywhere(tmp_path):
     train(["+experiment=learn_to_drive", "size=smoke", "trainer.action_repeat=3", "exploration.process=pink",
            "exploration.std=0.3", "exploration.final_std=0.1", "exploration.decay_steps=600",
            "agent.n_step=3", "agent.augmentation=shift", "agent.shift_pad=2", "agent.layer_norm=true",
-           "agent.smoothness_penalty=1", "agent.smoothness_pair=consecutive", "trainer.reward_scale=0.1", "trainer.reward_clip=5", f"hydra.run.dir={run}"], tmp_path)
+           "agent.smoothness_penalty=1", "agent.smoothness_pair=consecutive", "agent.aux_weight=1",
+           "trainer.reward_scale=0.1", "trainer.reward_clip=5", f"hydra.run.dir={run}"], tmp_path)
     results = json.loads((run / "results.json").read_text())
+    (r,) = discover_runs([run])  # the auxiliary loss on the privileged targets is logged, finite
+    aux = read_scalars(r, [tags.AUX_LOSS])[tags.AUX_LOSS]
+    assert len(aux.values) and np.isfinite(aux.values).all()
     # 600 frames = ~200 agent steps of 3 frames (an episode that ends mid-repeat makes one step shorter);
     # warm-up to frame 200, then one update per agent step: ~133 updates, not ~400.
     assert results["status"] == "finished" and 600 <= results["step"] < 603

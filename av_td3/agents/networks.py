@@ -127,15 +127,17 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """One encoder feeding ``n_critics`` Q heads (SB3's layout with share_features_extractor=False)."""
+    """One encoder feeding ``n_critics`` Q heads (SB3's layout with share_features_extractor=False), and
+    with ``aux_outputs`` a linear head from the features to that many auxiliary targets."""
 
     def __init__(self, encoder: NatureCNN | None, feature_dim: int, vector_size: int, action_dim: int,
-                 hidden: Sequence[int], n_critics: int, layer_norm: bool = False):
+                 hidden: Sequence[int], n_critics: int, layer_norm: bool = False, aux_outputs: int = 0):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleList(
             mlp([feature_dim + vector_size + action_dim, *hidden, 1], layer_norm=layer_norm)
             for _ in range(n_critics))
+        self.aux_head = nn.Linear(feature_dim, aux_outputs) if aux_outputs else None
 
     def forward(self, features: torch.Tensor, vector: torch.Tensor, action: torch.Tensor
                 ) -> list[torch.Tensor]:

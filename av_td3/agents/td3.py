@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from av_td3.agents.flat import FlatParameters
 from av_td3.agents.networks import Actor, Critic, NatureCNN, parameter_groups, random_shift
 from av_td3.agents.spec import AgentSpec
+from av_td3.envs.contract import PRIVILEGED, PRIVILEGED_TARGETS
 from av_td3.gradients import GuardedStep
 
 log = logging.getLogger("av_td3")
@@ -37,7 +38,8 @@ class TD3Agent:
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
                  layer_norm: bool = False, n_step: int = 1, augmentation: str = "none", shift_pad: int = 4,
                  saturation_penalty: float = 0.0, smoothness_penalty: float = 0.0,
-                 smoothness_pair: str = "bootstrap", precision: str = "float32", compile: bool = False):
+                 smoothness_pair: str = "bootstrap", aux_weight: float = 0.0, precision: str = "float32",
+                 compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
@@ -47,6 +49,11 @@ class TD3Agent:
         # CAPS's consecutive pair: the replay adds s_t+1 to each batch (ReplayBuffer.sample(following=True)).
         self.wants_following = bool(smoothness_penalty) and smoothness_pair == "consecutive"
         self.shift_pad = shift_pad if augmentation == "shift" else 0
+        # The auxiliary loss on the critic's CNN: the replay adds each observation's privileged targets.
+        self.aux_weight = aux_weight
+        self.wants_targets = bool(aux_weight)
+        if aux_weight and image_shape is None:
+            raise ValueError("agent.aux_weight trains the image encoder: it needs a camera (env.camera)")
         self.shared_encoder = encoder == "shared"
         self.num_updates = 0
 
@@ -64,8 +71,8 @@ class TD3Agent:
         critic_encoder = make_encoder()
         actor_encoder = None if self.shared_encoder else make_encoder()
         n_feat = 0 if image_shape is None else feature_dim
-        self.critic = Critic(critic_encoder, n_feat, vector_size, action_dim, hidden_dims,
-                             n_critics, layer_norm).to(self.device)
+        self.critic = Critic(critic_encoder, n_feat, vector_size, action_dim, hidden_dims, n_critics, layer_norm,
+                             aux_outputs=len(PRIVILEGED_TARGETS) if aux_weight else 0).to(self.device)
         self.actor = Actor(actor_encoder, n_feat, vector_size, action_dim, hidden_dims,
                            layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -157,10 +164,14 @@ class TD3Agent:
         feat = self._encode(self.critic.encoder, obs)
         qs = self.critic(feat, obs["vector"], action)
         critic_loss = sum(F.mse_loss(q, target_q) for q in qs)
+        metrics = {"critic_loss": critic_loss.detach(), "q1": qs[0].detach().mean(), "q2": qs[-1].detach().mean()}
+        if self.aux_weight:  # the CNN also learns to predict the privileged targets of what it sees
+            aux_loss = self._aux_loss(feat, obs[PRIVILEGED])
+            metrics["aux_loss"] = aux_loss.detach()
+            critic_loss = critic_loss + self.aux_weight * aux_loss
         self._backward("critic", critic_loss)
         critic = self.critic_step(critic_loss)
-        metrics = {"critic_loss": critic_loss.detach(), "q1": qs[0].detach().mean(),
-                   "q2": qs[-1].detach().mean(), **{f"critic_{k}": v for k, v in critic.items()}}
+        metrics |= {f"critic_{k}": v for k, v in critic.items()}
         if self.num_updates % self.policy_delay:
             return metrics
 
@@ -197,6 +208,13 @@ class TD3Agent:
         metrics.update(actor_loss=actor_loss.detach(), actor_pre_tanh=pre_tanh.detach().abs().mean(),
                        **{f"actor_{k}": v for k, v in actor.items()})
         return metrics
+
+    def _aux_loss(self, feat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the critic's auxiliary head over the samples whose targets are known
+        (an episode's first observation has none), summed over the targets; no host sync."""
+        known = targets.isfinite().all(1)
+        error = (self.critic.aux_head(feat) - targets.nan_to_num()).pow(2).sum(1)
+        return torch.where(known, error, 0.0).sum() / known.sum().clamp(min=1)
 
     def _backward(self, name: str, loss: torch.Tensor) -> None:
         """Zero the network's packed gradients and backpropagate ``loss`` into them (checked once per

@@ -49,6 +49,7 @@ BASELINES = {
     "td3_vs_ddpg": "agent=ddpg",
     "learn_to_drive_ablation": "levers=reference",
     "vision_ablation": "view=camera_off",
+    "drive_from_camera_ablation": "without=nothing",
     "actor_clipping": "clip_arm=none",
 }
 DEFAULT_SIZE = "full"  # conf/config.yaml's choice; left off the command so job names match a plain -m run

@@ -58,6 +58,12 @@ class TD3Config:
     # consecutive: s_t+1, one agent step ahead, shifted by s's own offset (CAPS's pair): the term then
     # asks only for smooth actions, not for blindness to where the lane lies in the image.
     smoothness_pair: str = "bootstrap"
+    # Adds aux_weight * the mean squared error of a linear head on the critic's CNN features (the features
+    # the actor reads with the shared encoder) predicting the observation's privileged targets: the lateral
+    # and heading error and the gap and closing speed to the car ahead (envs/contract.py,
+    # privileged_targets), known to the simulator in training and never given to the policy. Supervises
+    # the encoder toward what lane keeping and car following need. 0 = off. Needs a camera.
+    aux_weight: float = 0.0
     # DrQ's image augmentation on every sampled batch: shift = pad by shift_pad pixels (edge
     # replicated) and crop back at a random offset, per sample, for obs and next_obs independently.
     augmentation: str = "none"
@@ -94,6 +100,7 @@ class TD3Config:
               f"must be >= 0, got {self.smoothness_penalty}")
         check(self.smoothness_pair in SMOOTHNESS_PAIRS, f"{k}.smoothness_pair",
               f"must be one of {SMOOTHNESS_PAIRS}, got {self.smoothness_pair!r}")
+        check(self.aux_weight >= 0, f"{k}.aux_weight", f"must be >= 0, got {self.aux_weight}")
         check(self.augmentation in AUGMENTATIONS, f"{k}.augmentation",
               f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         check(self.shift_pad >= 1, f"{k}.shift_pad", f"must be >= 1, got {self.shift_pad}")

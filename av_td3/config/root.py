@@ -114,6 +114,9 @@ class Config:
             check(split in getattr(self.env, "route_splits", {}), "trainer.final_eval_splits",
                   f"{split!r} is not a split of env.route_splits (the embedded simulator's route sets)")
         if isinstance(self.agent, TD3Config):
+            check(not self.agent.aux_weight or getattr(self.env, "camera", "none") != "none", "agent.aux_weight",
+                  "trains the image encoder on the driving env's privileged targets: it needs a driving env "
+                  "with a camera (env=highway or env=carla, env.camera not none)")
             check(self.agent.batch_size <= self.trainer.replay_capacity, "agent.batch_size",
                   f"({self.agent.batch_size}) exceeds trainer.replay_capacity "
                   f"({self.trainer.replay_capacity})")

@@ -116,6 +116,23 @@ def extra_features(q: "StepQuantities", cfg) -> np.ndarray | None:
     return np.concatenate(parts) if parts else None
 
 
+# The privileged targets (observation key PRIVILEGED, from a step's info) that agent.aux_weight trains
+# the image encoder to predict: where the car is in its lane and what is ahead of it, the quantities the
+# reference vector hands the policy and the minimal vector withholds. Scaled to about [-1, 1]: lateral
+# deviation / LATERAL_SCALE, heading error / HEADING_TARGET_SCALE, then obstacle_features (gap, closing
+# speed). Training only: the policy never reads them.
+PRIVILEGED = "privileged"
+PRIVILEGED_TARGETS = ("lateral_deviation", "heading_error", "gap", "closing_speed")
+HEADING_TARGET_SCALE = 0.25  # rad (~14 deg): lane-following heading errors are a few degrees
+
+
+def privileged_targets(info: dict, obstacle_range: float) -> np.ndarray:
+    """The PRIVILEGED_TARGETS of the observation a step returned, from its info (StepQuantities)."""
+    lane = (info["lateral_deviation"] / LATERAL_SCALE, info["heading_error"] / HEADING_TARGET_SCALE)
+    gap = obstacle_features(info["obstacle_distance"], info["time_to_collision"], obstacle_range)
+    return np.concatenate([np.array(lane, dtype=np.float32), gap])
+
+
 def obstacle_features(distance: float, time_to_collision: float, obstacle_range: float) -> np.ndarray:
     """[gap / range, closing speed / SPEED_SCALE] of the nearest obstacle ahead, from the quantities the
     reward reads (``obstacle_distance``, ``time_to_collision``): [1, 0] when none is within range, a
