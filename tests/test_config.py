@@ -211,3 +211,31 @@ def test_default_threads_never_exceed_the_idle_cores(monkeypatch):
     assert train.idle_cores(2) == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
     assert train.idle_cores(2) == 2
+
+
+def test_each_leave_one_out_arm_sets_back_only_its_lever(compose):
+    """drive_from_camera_ablation's arms (conf/without/) differ from the full camera agent only in their
+    lever's settings, and each of those is the reference system's value (the plain config's)."""
+    def flat(overrides):
+        cfg = OmegaConf.to_container(compose(overrides), resolve=True)
+        out = {}
+
+        def walk(node, prefix):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.") if isinstance(v, dict) else out.__setitem__(f"{prefix}{k}", v)
+        walk(cfg, "")
+        return out
+
+    full, reference = flat(["+experiment=drive_from_camera_ablation"]), flat([])
+    levers = {"augmentation": {"agent.augmentation"}, "smoothness": {"agent.smoothness_penalty"},
+              "temporal": {"trainer.action_repeat", "agent.n_step"}, "start": {"env.random_start", "env.random_start_speed"},
+              "saturation": {"agent.saturation_penalty"}, "lag": {"env.actuator_time_constant"},
+              "shared_encoder": {"agent.encoder"},
+              "exploration": {"exploration.process", "exploration.std", "exploration.action_scale", "exploration.warmup"}}
+    assert set(options("without")) == {"nothing", *levers}
+    for arm, keys in levers.items():
+        cfg = flat(["+experiment=drive_from_camera_ablation", f"without={arm}"])
+        changed = {k for k in full if cfg[k] != full[k]}
+        assert changed == keys, arm
+        assert all(cfg[k] == reference[k] for k in keys), arm
+        validate(compose(["+experiment=drive_from_camera_ablation", f"without={arm}"]))
