@@ -10,7 +10,10 @@ with the run's final policy on the embedded simulator and prints:
   steers by the lane has large gains and explains most of its steering);
 - lane invasions per km, split by where the ego was: in a turn (the route's heading changes by more than
   1/150 rad per m within 5 m), behind traffic (an obstacle ahead within 15 m) or on a straight with no
-  car close ahead, with the side of the centre line the ego was on.
+  car close ahead, with the side of the centre line the ego was on;
+- for an agent trained with an auxiliary head (agent.aux_weight), how well its CNN sees what the head
+  predicts: the head's root-mean-square error and the targets' spread on every agent step, in the
+  targets' units (lateral m, heading rad, gap m, closing m/s).
 
     python benchmarks/lane_keeping.py multirun/drive_from_camera/camera/seed=0 [--episodes 12] [-- OVERRIDES]
 """
@@ -38,6 +41,7 @@ def main() -> None:
     import torch
 
     from av_td3.envs.action_repeat import frames_of
+    from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
 
@@ -46,12 +50,19 @@ def main() -> None:
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
+    head = getattr(agent.critic, "aux_head", None)
+    seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
     for episode in range(args.episodes):
         options = {"route": routes[episode % len(routes)]} if routes else None
         obs, info = env.reset(seed=2000 + episode, options=options)
         route, driven, done = sim.route, 0.0, False
         while not done:
             lateral, heading = info.get("lateral_deviation", 0.0), info.get("heading_error", 0.0)
+            if head is not None and "obstacle_distance" in info:
+                with torch.no_grad():
+                    image = torch.as_tensor(obs["image"], device=agent.device).unsqueeze(0)
+                    predicted = head(agent.critic.encoder(image))[0].cpu().numpy()
+                seen.append((predicted, privileged_targets(info, cfg.env.obstacle_range)))
             action = agent.act(obs)
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
@@ -83,6 +94,17 @@ def main() -> None:
         rate = invasions[where] / km if km else math.nan
         print(f"  {where:8s} {invasions[where]:3d} lane invasions over {metres[where]:5.0f} m = {rate:5.1f} per km "
               f"(left of the centre line {side[where, 'left']}, right {side[where, 'right']})")
+    if seen:
+        from av_td3.envs.contract import HEADING_TARGET_SCALE, LATERAL_SCALE, SPEED_SCALE
+
+        units = {"lateral_deviation": (LATERAL_SCALE, "m"), "heading_error": (HEADING_TARGET_SCALE, "rad"),
+                 "gap": (cfg.env.obstacle_range, "m"), "closing_speed": (SPEED_SCALE, "m/s")}
+        predicted, true = (np.array(a) for a in zip(*seen))
+        print(f"auxiliary head on {len(seen)} agent steps (root-mean-square error; the target's own spread):")
+        for k, name in enumerate(PRIVILEGED_TARGETS):
+            scale, unit = units[name]
+            rmse = np.sqrt(np.mean((predicted[:, k] - true[:, k]) ** 2)) * scale
+            print(f"  {name:17s} {rmse:.3f} {unit} (std {true[:, k].std() * scale:.3f} {unit})")
 
 
 if __name__ == "__main__":

@@ -280,6 +280,18 @@ def test_random_shift_is_a_replicate_padded_crop():
     torch.testing.assert_close(out_u8.float(), random_shift_reference(u8.float(), dx, dy, pad=2), rtol=0, atol=0)
 
 
+def test_vertical_shift_moves_rows_only_with_the_same_draws():
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 10, 10)
+    both = random_shift(x, pad=2, generator=torch.Generator().manual_seed(5))
+    rows = random_shift(x, pad=2, generator=torch.Generator().manual_seed(5), horizontal=False)
+    dx, dy = torch.randint(0, 5, (2, 16), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(rows, random_shift_reference(x, torch.full_like(dx, 2), dy, pad=2), rtol=0, atol=0)
+    torch.testing.assert_close(both, random_shift_reference(x, dx, dy, pad=2), rtol=0, atol=0)
+    agent = make_agent(augmentation="shift_vertical", shift_pad=2)
+    assert agent.shift_pad == 2 and not agent.shift_horizontal
+
+
 def random_shift_reference(x, dx, dy, pad):
     """DrQ's shift written out: pad by edge replication, crop each sample at its own offset."""
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")

@@ -158,9 +158,11 @@ def parameter_groups(net: nn.Module) -> dict[str, list[nn.Parameter]]:
     return {"cnn": cnn, "mlp": [p for p in net.parameters() if id(p) not in cnn_ids]}
 
 
-def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator | None = None,
+                 horizontal: bool = True) -> torch.Tensor:
     """DrQ's augmentation: each image of the batch padded by ``pad`` pixels (edges replicated) and
     cropped back to its size at a random integer offset in [0, 2 pad] (a shift of up to +-pad pixels).
+    ``horizontal=False`` shifts rows only (the same draws, the columns kept in place).
     Works on (B, C, H, W) of any dtype in either memory layout; the layout of the input is kept.
 
     Replicate padding is index clamping, so the crop is one gather through clamped flat indices: no
@@ -168,6 +170,8 @@ def random_shift(image: torch.Tensor, pad: int, generator: torch.Generator | Non
     ~9x faster than pad + two gathers on float at 64x3x36x36; the same values and the same draws."""
     b, c, h, w = image.shape
     dx, dy = torch.randint(0, 2 * pad + 1, (2, b), device=image.device, generator=generator)
+    if not horizontal:
+        dx = torch.full_like(dx, pad)
     rows = (dy[:, None] - pad + torch.arange(h, device=image.device)).clamp_(0, h - 1)  # (B, H)
     cols = (dx[:, None] - pad + torch.arange(w, device=image.device)).clamp_(0, w - 1)  # (B, W)
     flat = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)

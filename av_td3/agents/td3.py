@@ -48,7 +48,8 @@ class TD3Agent:
         self.saturation_penalty, self.smoothness_penalty = saturation_penalty, smoothness_penalty
         # CAPS's consecutive pair: the replay adds s_t+1 to each batch (ReplayBuffer.sample(following=True)).
         self.wants_following = bool(smoothness_penalty) and smoothness_pair == "consecutive"
-        self.shift_pad = shift_pad if augmentation == "shift" else 0
+        self.shift_pad = shift_pad if augmentation in ("shift", "shift_vertical") else 0
+        self.shift_horizontal = augmentation == "shift"
         # The auxiliary loss on the critic's CNN: the replay adds each observation's privileged targets.
         self.aux_weight = aux_weight
         self.wants_targets = bool(aux_weight)
@@ -113,7 +114,7 @@ class TD3Agent:
             return obs, following
         image = obs["image"] if following is None else torch.cat([obs["image"], following["image"]], 1)
         if self.shift_pad:  # DrQ: a random shift per sample, drawn anew for every batch (on the uint8s)
-            image = random_shift(image, self.shift_pad)
+            image = random_shift(image, self.shift_pad, horizontal=self.shift_horizontal)
         if following is None:
             return {**obs, "image": self.critic.encoder.pixels(image, channels_last)}, None
         now, then = image.split(obs["image"].shape[1], 1)

@@ -8,7 +8,7 @@ from av_td3.config.errors import check
 
 ENCODERS = ("separate", "shared")
 PRECISIONS = ("float32", "bfloat16")
-AUGMENTATIONS = ("none", "shift")
+AUGMENTATIONS = ("none", "shift", "shift_vertical")
 SMOOTHNESS_PAIRS = ("bootstrap", "consecutive")
 
 
@@ -66,6 +66,8 @@ class TD3Config:
     aux_weight: float = 0.0
     # DrQ's image augmentation on every sampled batch: shift = pad by shift_pad pixels (edge
     # replicated) and crop back at a random offset, per sample, for obs and next_obs independently.
+    # shift_vertical: the same up and down only. On a dashcam a sideways shift looks like a change of
+    # the car's heading and lane position, the cues lane keeping steers by; a vertical one like pitch.
     augmentation: str = "none"
     shift_pad: int = 4
     # float32 (the reference), or bfloat16: the CNN encoders run under autocast, ~1.5x faster updates
