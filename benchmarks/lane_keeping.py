@@ -95,10 +95,9 @@ def main() -> None:
         print(f"  {where:8s} {invasions[where]:3d} lane invasions over {metres[where]:5.0f} m = {rate:5.1f} per km "
               f"(left of the centre line {side[where, 'left']}, right {side[where, 'right']})")
     if seen:
-        from av_td3.envs.contract import HEADING_TARGET_SCALE, LATERAL_SCALE, SPEED_SCALE
+        from av_td3.envs.contract import privileged_units
 
-        units = {"lateral_deviation": (LATERAL_SCALE, "m"), "heading_error": (HEADING_TARGET_SCALE, "rad"),
-                 "gap": (cfg.env.obstacle_range, "m"), "closing_speed": (SPEED_SCALE, "m/s")}
+        units = privileged_units(cfg.env.obstacle_range)
         predicted, true = (np.array(a) for a in zip(*seen))
         print(f"auxiliary head on {len(seen)} agent steps (root-mean-square error; the target's own spread):")
         for k, name in enumerate(PRIVILEGED_TARGETS):

@@ -213,6 +213,12 @@ def test_privileged_targets_come_from_the_step_info_scaled():
     t = privileged_targets(info, obstacle_range=20.0)
     assert t.dtype == np.float32 and t.shape == (len(PRIVILEGED_TARGETS),)
     np.testing.assert_allclose(t, [0.7 / LATERAL_SCALE, -0.05 / HEADING_TARGET_SCALE, 0.5, 5.0 / 30.0], rtol=1e-6)
+    from av_td3.envs.contract import privileged_units
+
+    raw = [0.7, -0.05, 10.0, 5.0]  # the quantities in their units: the scales undo the scaling
+    scales = [scale for scale, _ in privileged_units(20.0).values()]
+    assert list(privileged_units(20.0)) == list(PRIVILEGED_TARGETS)
+    np.testing.assert_allclose(t * np.array(scales), raw, rtol=1e-6)
     nothing_ahead = {**info, "obstacle_distance": math.inf, "time_to_collision": math.inf}
     np.testing.assert_array_equal(privileged_targets(nothing_ahead, 20.0)[2:], [1.0, 0.0])
 

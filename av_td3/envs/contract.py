@@ -126,6 +126,12 @@ PRIVILEGED_TARGETS = ("lateral_deviation", "heading_error", "gap", "closing_spee
 HEADING_TARGET_SCALE = 0.25  # rad (~14 deg): lane-following heading errors are a few degrees
 
 
+def privileged_units(obstacle_range: float) -> dict[str, tuple[float, str]]:
+    """Per PRIVILEGED_TARGETS entry: (the scale privileged_targets divides it by, its unit)."""
+    return {"lateral_deviation": (LATERAL_SCALE, "m"), "heading_error": (HEADING_TARGET_SCALE, "rad"),
+            "gap": (obstacle_range, "m"), "closing_speed": (SPEED_SCALE, "m/s")}
+
+
 def privileged_targets(info: dict, obstacle_range: float) -> np.ndarray:
     """The PRIVILEGED_TARGETS of the observation a step returned, from its info (StepQuantities)."""
     lane = (info["lateral_deviation"] / LATERAL_SCALE, info["heading_error"] / HEADING_TARGET_SCALE)
