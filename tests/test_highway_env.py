@@ -191,6 +191,10 @@ def test_driving_into_the_road_edge_invades_the_lane_then_ends_off_road():
     assert info["off_road"] and info["lateral_deviation"] > env.cfg.max_lateral_deviation
     invasions = [s[4]["lane_invasion"] for s in steps]
     assert sum(invasions) == 1  # counted on the step the footprint starts to cross the edge
+    overlaps = np.array([s[4]["marking_overlap"] for s in steps])
+    first = invasions.index(True)
+    assert (overlaps[:first] == 0).all() and (overlaps[first:] > 0).all()  # over the marking from then on
+    assert overlaps[-1] > overlaps[first]  # and further over it as the car drifts out
     assert info["reward_components"]["safety"] <= -20.0
 
 

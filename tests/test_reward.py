@@ -74,6 +74,14 @@ def test_lane_invasion():
     assert c["safety"] == -10.0
 
 
+def test_marking_overlap_penalty_is_paid_per_step_and_metre():
+    assert components(marking_overlap=0.4)["safety"] == 0.0  # the reference pays the crossing only
+    cfg = replace(CFG, marking_overlap_penalty=-5.0)
+    assert components(cfg, marking_overlap=0.4)["safety"] == pytest.approx(-2.0)
+    assert components(cfg, marking_overlap=0.4, lane_invasion=True)["safety"] == pytest.approx(-12.0)
+    assert components(cfg)["safety"] == 0.0
+
+
 def test_comfort_penalty_grows_with_jerk():
     assert components(longitudinal_jerk=5.0)["comfort"] == pytest.approx(-0.5)
     assert components(longitudinal_jerk=-15.0)["comfort"] == pytest.approx(-0.75)

@@ -55,6 +55,9 @@ class RewardConfig:
     collision_penalty_high: float = -100.0
     off_road_penalty: float = -20.0
     lane_invasion_penalty: float = -10.0
+    # Per step, per metre of the footprint past its lane's edge (StepQuantities.marking_overlap). 0: the
+    # reference, where a crossing pays lane_invasion_penalty once however long the car then rides the marking.
+    marking_overlap_penalty: float = 0.0
     # Wrong way: |heading error| beyond this angle, penalised linearly up to wrong_way_penalty at 180 deg.
     wrong_way_angle: float = 1.5708  # rad (90 deg)
     wrong_way_penalty: float = -5.0

@@ -253,6 +253,9 @@ class StepQuantities:
     # m/s: the route's speed limit here (Route.speed_limit) when env.reward.route_speed_deceleration is
     # set, which the reward's target speed then respects; inf otherwise.
     speed_limit: float = math.inf
+    # m the vehicle's footprint reaches past its lane's edge (marking_overlap; 0 inside the lane): how far
+    # over a marking it is on every step, where lane_invasion only marks the step it starts to cross.
+    marking_overlap: float = 0.0
 
     def as_info(self) -> dict[str, float | bool]:
         # asdict's recursive deep copy costs ~0.1 ms a step; every field is a plain float or bool.
@@ -260,3 +263,11 @@ class StepQuantities:
 
 
 _STEP_FIELDS = tuple(f.name for f in fields(StepQuantities))
+
+
+def marking_overlap(lateral: float, heading_error: float, half_length: float, half_width: float,
+                    lane_width: float) -> float:
+    """m the footprint (a half_length x half_width box at ``lateral`` m from the lane's centre line, turned
+    ``heading_error`` from it) reaches past the nearer edge of a lane ``lane_width`` m wide; 0 inside."""
+    extent = abs(lateral) + half_width * abs(math.cos(heading_error)) + half_length * abs(math.sin(heading_error))
+    return max(extent - lane_width / 2, 0.0)

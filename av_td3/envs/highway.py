@@ -41,7 +41,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, observation_space, split_action)
+                                  StepQuantities, marking_overlap, observation_space, split_action)
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
@@ -295,10 +295,9 @@ class HighwayDrivingEnv(gym.Env):
         accel = (speed - self._speed) / dt
         jerk = (accel - self._accel) / dt
         yaw_rate = wrap_angle(ego.heading - self._heading) / dt
-        # The footprint's half extent across the lane: the ego touches a marking when it passes half a lane.
-        extent = abs(proj.lateral) + ego.WIDTH / 2 * abs(math.cos(heading_error)) \
-            + ego.LENGTH / 2 * abs(math.sin(heading_error))
-        invading = extent > cfg.reward.lane_width / 2
+        # The ego touches a marking when its footprint passes half a lane from the centre line.
+        overlap = marking_overlap(proj.lateral, heading_error, ego.LENGTH / 2, ego.WIDTH / 2, cfg.reward.lane_width)
+        invading = overlap > 0.0
         crashed = bool(ego.crashed)
         completed = bool(np.hypot(*(ego.position - self.route.goal)) <= cfg.goal_radius)
         obstacle, ttc = self._nearest_ahead(proj.s, proj.lateral)
@@ -320,6 +319,7 @@ class HighwayDrivingEnv(gym.Env):
             dt=dt,
             distance_travelled=abs(speed) * dt,
             speed_limit=self.route.speed_limit(proj.s, cfg.reward.route_speed_deceleration),
+            marking_overlap=overlap,
         )
         self._s, self._speed, self._accel, self._heading = proj.s, speed, accel, float(ego.heading)
         self._invading, self._crashed, self._completed = invading, crashed, completed

@@ -18,7 +18,8 @@ comfort       0 when stopped; otherwise -x / (1 + x) with x = |longitudinal jerk
               (-0.5 at jerk_scale, tending to -1; bounded, never flat).
 safety        the sum of: on collision, collision_penalty_low / _mid / _high for |v| below
               collision_speed_low / below collision_speed_high / above; off_road_penalty when off road;
-              lane_invasion_penalty on a lane invasion; wrong way (|he| > wrong_way_angle):
+              lane_invasion_penalty on a lane invasion; marking_overlap_penalty per metre of the footprint
+              past the lane's edge (q.marking_overlap, every step it is over a marking); wrong way (|he| > wrong_way_angle):
               wrong_way_penalty * (|he| - wrong_way_angle) / (pi - wrong_way_angle); standstill_penalty
               when stopped farther than standstill_distance from the goal; and for an obstacle ahead
               closer than proximity_distance d_p: proximity_penalty * (1 - d / d_p), plus
@@ -79,6 +80,7 @@ def safety(q: StepQuantities, cfg: RewardConfig) -> float:
         total += cfg.off_road_penalty
     if q.lane_invasion:
         total += cfg.lane_invasion_penalty
+    total += cfg.marking_overlap_penalty * q.marking_overlap
     he = abs(q.heading_error)
     if he > cfg.wrong_way_angle:
         beyond = (he - cfg.wrong_way_angle) / (math.pi - cfg.wrong_way_angle)

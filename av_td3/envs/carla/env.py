@@ -183,6 +183,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         rng = np.random.default_rng(seed)
         self._tm.set_random_device_seed(seed)
         self._ego = self._spawn_ego()
+        extent = self._ego.bounding_box.extent
+        self._half_size = (float(extent.x), float(extent.y))  # the footprint marking_overlap measures
         self._spawn_sensors(self._ego)
         self._npc_ids = spawn_npcs(carla, self._client, self._npc_bps, self._spawn_points, self.route.start,
                                    self.npc_vehicles, cfg.npc_min_distance, self.ports.tm_port, rng,
@@ -199,7 +201,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         q, proj, _ = measure(self.route, ego, self._tracker, collision=False, lane_invasion=False,
                              obstacle_distance=math.inf, obstacle_speed=0.0,
                              max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
-                             fallback_dt=cfg.fixed_delta_seconds,
+                             fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
+                             lane_width=cfg.reward.lane_width,
                              route_speed_deceleration=cfg.reward.route_speed_deceleration)
         self._steps = 0
         self._stack.reset()
@@ -221,7 +224,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
             max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
-            fallback_dt=cfg.fixed_delta_seconds, route_speed_deceleration=cfg.reward.route_speed_deceleration)
+            fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size, lane_width=cfg.reward.lane_width,
+            route_speed_deceleration=cfg.reward.route_speed_deceleration)
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:

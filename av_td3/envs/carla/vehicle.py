@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
-from av_td3.envs.contract import StepQuantities, split_action
+from av_td3.envs.contract import StepQuantities, marking_overlap, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
 
 
@@ -76,11 +76,13 @@ class Tracker:
 
 def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
             obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
-            goal_radius: float, fallback_dt: float, route_speed_deceleration: float | None = None
-            ) -> tuple[StepQuantities, Projection, Tracker]:
+            goal_radius: float, fallback_dt: float, half_size: tuple[float, float], lane_width: float,
+            route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
-    ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car)."""
+    ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
+    ``half_size``: the ego's bounding-box half length and half width (m), whose footprint
+    ``marking_overlap`` measures against a lane ``lane_width`` m wide."""
     dt = ego.elapsed - prev.elapsed
     if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
         dt = fallback_dt
@@ -89,12 +91,13 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
     long_acc = (speed - prev.speed) / dt  # differences of the speed: smoother than the physics readout
     jerk = (long_acc - prev.longitudinal_acceleration) / dt
     lat_acc = float(np.dot([ego.ax, ego.ay], ego.right))
+    heading_error = wrap_angle(ego.yaw - proj.route_yaw)
     closing = speed - obstacle_speed
     ttc = obstacle_distance / closing if math.isfinite(obstacle_distance) and closing > 1e-3 else math.inf
     q = StepQuantities(
         speed=speed,
         lateral_deviation=proj.lateral,
-        heading_error=wrap_angle(ego.yaw - proj.route_yaw),
+        heading_error=heading_error,
         longitudinal_acceleration=long_acc,
         lateral_acceleration=lat_acc,
         longitudinal_jerk=jerk,
@@ -109,5 +112,6 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         dt=dt,
         distance_travelled=abs(speed) * dt,
         speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
+        marking_overlap=marking_overlap(proj.lateral, heading_error, *half_size, lane_width),
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
