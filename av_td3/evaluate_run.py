@@ -30,7 +30,7 @@ COLUMNS = (("success_rate", "success", "{:.0%}"), ("crash_rate", "crashed", "{:.
            ("off_road_rate", "off road", "{:.0%}"), ("timeout_rate", "timed out", "{:.0%}"),
            ("collisions_per_km", "coll/km", "{:.2f}"), ("mean_reward", "return", "{:.0f}"),
            ("lane_invasions_per_km", "inv/km", "{:.2f}"), ("lat_accel_max_mps2", "peak lat m/s2", "{:.1f}"),
-           ("lateral_offset_mean_m", "offset m", "{:+.2f}"),
+           ("lateral_offset_mean_m", "offset m", "{:+.2f}"), ("over_marking_fraction", "on marking", "{:.0%}"),
            ("encounter_rate", "met traffic", "{:.0%}"), ("avg_speed_kmh", "km/h", "{:.1f}"))
 
 

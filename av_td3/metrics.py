@@ -29,6 +29,9 @@ lateral_offset_mean_m      mean of the signed ``lateral_deviation`` (+ right of 
                            where in the lane the policy holds the car (a policy that keeps 0.7 m to
                            one side touches that side's marking with a 2 m wide car in a 3.5 m lane)
 lateral_offset_rms_m       root mean square of ``lateral_deviation``: how far from the centre line overall
+over_marking_fraction      the fraction of frames with the footprint over a marking (``marking_overlap`` > 0):
+                           lane_invasions counts crossings, so a car that rides a marking scores few of
+                           them; this counts the time it spends there
 =========================  =========================================================================
 
 Per evaluation phase (``aggregate``): the SPEC tags ``mean_reward``, ``avg_episode_length``,
@@ -57,7 +60,7 @@ DRIVING_KEY = "distance_travelled"
 # Episode figures averaged over the episodes that define them (not NaN) when a phase is aggregated.
 EPISODE_MEANS = ("ttc_mean_s", "ttc_min_s", "avg_speed_kmh", "completion_time_s", "jerk_mean_mps3",
                  "jerk_max_mps3", "lat_accel_mean_mps2", "lat_accel_max_mps2", "lateral_offset_mean_m",
-                 "lateral_offset_rms_m", "distance_m")
+                 "lateral_offset_rms_m", "over_marking_fraction", "distance_m")
 
 
 def per_km(count: float, distance_m: float) -> float:
@@ -78,6 +81,7 @@ class EpisodeMetrics:
         self.jerk: list[float] = []
         self.lat_accel: list[float] = []
         self.lateral: list[float] = []
+        self.over_marking = 0
         self._prev_accel: float | None = None
 
     def add(self, reward: float, info: Mapping) -> None:
@@ -107,6 +111,7 @@ class EpisodeMetrics:
         self._prev_accel = accel
         self.lat_accel.append(abs(float(info["lateral_acceleration"])))
         self.lateral.append(float(info["lateral_deviation"]))
+        self.over_marking += int(float(info["marking_overlap"]) > 0)
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {"return": self.total, "length": float(self.length)}
@@ -133,6 +138,7 @@ class EpisodeMetrics:
             "lat_accel_max_mps2": max(self.lat_accel, default=math.nan),
             "lateral_offset_mean_m": _mean(self.lateral),
             "lateral_offset_rms_m": math.sqrt(_mean(np.square(self.lateral))),
+            "over_marking_fraction": self.over_marking / len(self.lateral) if self.lateral else math.nan,
         }
         return out
 

@@ -118,7 +118,7 @@ METRIC_KEYS = {"mean_reward", "success_rate", "encounter_rate", "avg_collisions"
                "collisions_per_km", "lane_invasions_per_km", "ttc_mean_s", "ttc_min_s", "avg_speed_kmh",
                "completion_time_s", "jerk_mean_mps3", "jerk_max_mps3", "lat_accel_mean_mps2",
                "lat_accel_max_mps2", "avg_distance_m", "crash_rate", "off_road_rate", "timeout_rate",
-               "lateral_offset_mean_m", "lateral_offset_rms_m"}
+               "lateral_offset_mean_m", "lateral_offset_rms_m", "over_marking_fraction"}
 
 
 @pytest.mark.slow

@@ -51,6 +51,16 @@ def test_lateral_offset_is_the_signed_mean_and_the_rms():
     assert phase["lateral_offset_mean_m"] == pytest.approx((-0.45 + 0.25) / 2)  # the mean over episodes
 
 
+def test_time_over_a_marking_counts_frames_not_crossings():
+    # One crossing, then riding the marking for two more frames: 1 invasion, 3 of 5 frames over it.
+    infos = [step(), step(lane_invasion=True, marking_overlap=0.1), step(marking_overlap=0.3),
+             step(marking_overlap=0.2), step()]
+    m = episode_metrics([0.0] * 5, infos)
+    assert m["lane_invasions"] == 1.0 and m["over_marking_fraction"] == pytest.approx(0.6)
+    phase = aggregate([m, episode_metrics([0.0] * 2, [step(), step()])])
+    assert phase["over_marking_fraction"] == pytest.approx(0.3)  # the mean over episodes
+
+
 def test_unfinished_episode_has_no_completion_time():
     m = episode_metrics([0.0] * 3, [step() for _ in range(3)])
     assert m["success"] == 0.0 and math.isnan(m["completion_time_s"])
