@@ -380,7 +380,8 @@ class Counter(gym.Env):
         return (np.array([self.t], np.float32), float(self.t), self.t == self.end, False,
                 {"t": self.t, "distance_travelled": 1.0, "route_completed": self.t == self.end,
                  "collision": False, "lane_invasion": False, "off_road": False, "dt": 0.05, "time_to_collision": math.inf,
-                 "longitudinal_acceleration": 0.0, "lateral_acceleration": 0.0, "lateral_deviation": 0.0})
+                 "longitudinal_acceleration": 0.0, "lateral_acceleration": 0.0, "lateral_deviation": 0.0,
+                 "marking_overlap": 0.0})
 
 
 def test_action_repeat_sums_rewards_and_stops_at_the_episode_end():

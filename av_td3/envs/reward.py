@@ -18,9 +18,10 @@ comfort       0 when stopped; otherwise -x / (1 + x) with x = |longitudinal jerk
               (-0.5 at jerk_scale, tending to -1; bounded, never flat).
 safety        the sum of: on collision, collision_penalty_low / _mid / _high for |v| below
               collision_speed_low / below collision_speed_high / above; off_road_penalty when off road;
-              lane_invasion_penalty on a lane invasion; marking_overlap_penalty per metre of the footprint
-              past the lane's edge (q.marking_overlap, every step it is over a marking); wrong way (|he| > wrong_way_angle):
-              wrong_way_penalty * (|he| - wrong_way_angle) / (pi - wrong_way_angle); standstill_penalty
+              lane_invasion_penalty on a lane invasion; marking_overlap_penalty per metre of the
+              footprint past the lane's edge (q.marking_overlap, every step it is over a marking);
+              wrong way (|he| > wrong_way_angle): wrong_way_penalty * (|he| - wrong_way_angle) /
+              (pi - wrong_way_angle); standstill_penalty
               when stopped farther than standstill_distance from the goal; and for an obstacle ahead
               closer than proximity_distance d_p: proximity_penalty * (1 - d / d_p), plus
               ttc_penalty * (1 - ttc / ttc_threshold) when its time to collision is below ttc_threshold.
