@@ -207,14 +207,13 @@ def test_the_consecutive_smoothness_pair_shares_its_shift(pair):
 
 # --- the auxiliary loss on privileged targets -----------------------------------------------------------
 def test_privileged_targets_come_from_the_step_info_scaled():
-    from av_td3.envs.contract import HEADING_TARGET_SCALE, LATERAL_SCALE, PRIVILEGED_TARGETS, privileged_targets
+    from av_td3.envs.contract import (HEADING_TARGET_SCALE, LATERAL_SCALE, PRIVILEGED_TARGETS, privileged_targets,
+                                      privileged_units)
 
     info = {"lateral_deviation": 0.7, "heading_error": -0.05, "obstacle_distance": 10.0, "time_to_collision": 2.0}
     t = privileged_targets(info, obstacle_range=20.0)
     assert t.dtype == np.float32 and t.shape == (len(PRIVILEGED_TARGETS),)
     np.testing.assert_allclose(t, [0.7 / LATERAL_SCALE, -0.05 / HEADING_TARGET_SCALE, 0.5, 5.0 / 30.0], rtol=1e-6)
-    from av_td3.envs.contract import privileged_units
-
     raw = [0.7, -0.05, 10.0, 5.0]  # the quantities in their units: the scales undo the scaling
     scales = [scale for scale, _ in privileged_units(20.0).values()]
     assert list(privileged_units(20.0)) == list(PRIVILEGED_TARGETS)
