@@ -4,6 +4,7 @@
     av-td3 compare DIR...          one table over multirun outputs, grouped, with interval estimates
     av-td3 report EXPERIMENT       run (or resume), validate and compare an ablation; write a report
     av-td3 evaluate RUN_DIR        a run's policy on routes of your choice: one row per route
+    av-td3 keep RUN_DIR DEST       copy what of a run is worth keeping (results, csv, config) to DEST
     av-td3 carla-check             verify a CARLA server before launching a sweep
 """
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "compare": "av_td3.analysis.compare",
     "report": "av_td3.analysis.report",
     "evaluate": "av_td3.evaluate_run",
+    "keep": "av_td3.keep",
     "carla-check": "av_td3.carla_check",
 }
 

@@ -5,13 +5,15 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from av_td3.envs.routes import route_points
 
 pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "av_td3.train"]
-EVALUATE = [sys.executable, "-m", "av_td3.cli", "evaluate"]
+CLI = [sys.executable, "-m", "av_td3.cli"]
+EVALUATE = CLI + ["evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,38 @@ def test_evaluate_a_run_without_a_checkpoint_exits_2(camera_run, tmp_path):
     shutil.copytree(camera_run / ".hydra", bare / ".hydra")
     r = subprocess.run(EVALUATE + [str(bare)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "has no checkpoint.pt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_kept_run_compares_as_the_run_with_its_train_split(camera_run, tmp_path):
+    """`av-td3 keep` copies kilobytes (no checkpoint, no events); compare scores the kept folder from its
+    results.json, final_train/<key> from the train routes' final evaluation."""
+    kept = tmp_path / "kept" / "seed0"
+    k = subprocess.run(CLI + ["keep", str(camera_run), str(kept)], capture_output=True, text=True, timeout=120)
+    assert k.returncode == 0, k.stderr
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "eval.csv", "overrides.yaml", "results.json",
+                                                      "train.csv"]
+    results = json.loads((kept / "results.json").read_text())
+    out = tmp_path / "cmp"
+    for metric, expected in (("final_train/avg_episode_length",
+                              results["final_eval_by_split"]["train"]["overall"]["avg_episode_length"]),
+                             ("final/avg_episode_length", results["final_eval"]["avg_episode_length"])):
+        c = subprocess.run(CLI + ["compare", str(kept.parent), "--metric", metric, "--out", str(out), "--no-plots"],
+                           capture_output=True, text=True, timeout=120)
+        assert c.returncode == 0, c.stdout + c.stderr
+        runs = pd.read_csv(out / "runs.csv")
+        assert list(runs["status"]) == ["finished"] and list(runs["seed"]) == [0]
+        assert runs.loc[0, metric] == pytest.approx(expected)
+        assert runs.loc[0, "score_source"] == "results.json"
+
+    again = subprocess.run(CLI + ["keep", str(camera_run), str(kept)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # keeping again refreshes the kept files
+    elsewhere = tmp_path / "notes"
+    elsewhere.mkdir()
+    (elsewhere / "todo.txt").write_text("mine")
+    for args, why in (([str(camera_run), str(elsewhere)], "is not a kept run"),
+                      ([str(tmp_path / "nope"), str(tmp_path / "x")], "no run directory at"),
+                      ([str(kept), str(tmp_path / "y")], "is not a run directory")):
+        bad = subprocess.run(CLI + ["keep", *args], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and why in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    assert (elsewhere / "todo.txt").read_text() == "mine"

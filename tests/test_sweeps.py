@@ -135,3 +135,23 @@ def test_compare_matches_a_hand_computation(sweep, tmp_path, metric):
                                p_improvement(scores["clipping=reference"], scores["clipping=none"]), rtol=1e-6)
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 6 and set(runs["status"]) == {"finished"}
+
+
+def test_kept_runs_compare_as_the_sweep_did(sweep, tmp_path):
+    """`av-td3 keep` of every job, then compare over the kept folders: the same groups, seeds and statistics
+    as over the sweep itself (the clipped fractions come from event files, which a kept run leaves behind)."""
+    kept = tmp_path / "kept"
+    for job in sorted(p for p in sweep.dir.iterdir() if (p / "DONE").exists()):
+        k = subprocess.run(CLI + ["keep", str(job), str(kept / job.name)], capture_output=True, text=True, timeout=120)
+        assert k.returncode == 0, k.stderr
+        assert not list((kept / job.name).glob("events.*")) and not (kept / job.name / "checkpoint.pt").exists()
+    tables = {}
+    for name, where in (("sweep", sweep.dir), ("kept", kept)):
+        out = tmp_path / f"compare_{name}"
+        c = subprocess.run(CLI + ["compare", str(where), "--baseline", "clipping=none", "--out", str(out),
+                                  "--reps", "500", "--no-plots"], capture_output=True, text=True, timeout=300)
+        assert c.returncode == 0, c.stdout + c.stderr
+        tables[name] = pd.read_csv(out / "groups.csv").set_index("group")
+    columns = ["n", "finished", "mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high", "p_improvement"]
+    assert list(tables["kept"].index) == list(GROUPS)
+    pd.testing.assert_frame_equal(tables["kept"][columns], tables["sweep"][columns])

@@ -11,7 +11,9 @@ are left out of the statistics (only finished runs have a final evaluation).
 
 Runs that other TD3 code wrote (event files only, status ``foreign``) are scored from their scalars:
 ``final/<key>`` falls back to the last ``eval/<key>`` point, and ``final/mean_reward`` then to the mean of
-the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Exit status: 0, or 2 when no run has the metric.
+the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Kept runs (``av-td3 keep``: results.json and the
+config, no event files) count as the runs they were, without curves. Exit status: 0, or 2 when no run has
+the metric.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from av_td3.analysis.stats import percent
 from av_td3.helptext import plain, report_missing
 
 FINAL = "final_eval"
-# Overrides that never tell groups apart: seeds are what a group aggregates, the rest name the sweep.
-SKIPPED_OVERRIDES = ("seed=", "hydra.", "+experiment=", "experiment=", "trainer.progress_bar=")
+FINAL_BY_SPLIT = "final_eval_by_split"  # trainer.final_eval_splits: final_<split>/<key> (final_train/success_rate)
+# Overrides that never tell groups apart: seeds are what a group aggregates, torch_threads is the
+# machine's, the rest name the sweep.
+SKIPPED_OVERRIDES = ("seed=", "hydra.", "+experiment=", "experiment=", "trainer.progress_bar=", "torch_threads=")
 # Composed settings that do not make two runs different experiments. Everything else does: runs whose
 # overrides read alike but whose composed configs differ (+experiment=smoke beside a full-size run) are
 # split, and the group's name says by what.
-NON_GROUPING_KEYS = ("seed", "trainer.progress_bar")
+NON_GROUPING_KEYS = ("seed", "trainer.progress_bar", "torch_threads")
 MAX_NAMED_KEYS = 3  # differing settings spelled out in a group's name
 # Every tag compare reads (table and figures), fetched in one pass over each run's event files.
 COMPARE_TAGS = [tags.EVAL_MEAN_REWARD] + [t for n in tags.NETWORKS for t in
@@ -55,11 +59,13 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
         if run.status == "unreadable":
             rows.append(RunRow(run, "", None, run.status, problem=run.error_line))
             continue
-        seed = run.config.get("seed")
         results = run.results or {}
-        row = RunRow(run, "", seed, run.status)
-        final = results.get(FINAL) or {}
-        row.values.update({f"final/{k}": math.nan if v is None else float(v) for k, v in final.items()})
+        row = RunRow(run, "", run.seed, run.status)
+        finals = {"final": results.get(FINAL) or {}}
+        for split, figures in (results.get(FINAL_BY_SPLIT) or {}).items():
+            finals[f"final_{split}"] = figures.get("overall") or {}
+        for prefix, final in finals.items():
+            row.values.update({f"{prefix}/{k}": _number(v) for k, v in final.items()})
         best = results.get("best_eval") or {}
         if "mean_reward" in best:
             row.values["best/mean_reward"] = float(best["mean_reward"])
@@ -84,6 +90,10 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
         for r in rows:
             r.group = _name_group(r.run.path, pattern)
     return rows
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def _score(row: RunRow, metric: str) -> None:
@@ -162,7 +172,7 @@ def _split_by_composed_config(rows: list[RunRow]) -> None:
     are different experiments: append the settings that tell them apart to the group's name."""
     by_group: dict[str, list[RunRow]] = {}
     for r in rows:  # a run that never logged (a config rejected at start) has nothing to tell apart
-        if r.run.has_config and r.run.event_files:
+        if r.run.has_config and (r.run.event_files or r.run.results is not None):
             by_group.setdefault(r.group, []).append(r)
     for members in by_group.values():
         flats = [r.run.flat_config() for r in members]
@@ -352,7 +362,8 @@ def add_parser(sub) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                    help="a multirun directory, a run directory or a folder of TensorBoard event files")
     p.add_argument("--metric", default="final/mean_reward",
-                   help="per-run score: final/<eval key>, best/mean_reward, ... (default: %(default)s)")
+                   help="per-run score: final/<eval key>, final_<split>/<eval key> (a split of "
+                        "trainer.final_eval_splits), best/mean_reward, ... (default: %(default)s)")
     p.add_argument("--baseline", help="group to compare against, e.g. clipping=none")
     p.add_argument("--out", type=Path, help="output folder (default: compare/ beside the first DIR)")
     p.add_argument("--group-by-name", metavar="REGEX",

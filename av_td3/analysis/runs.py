@@ -2,7 +2,8 @@
 
 A run directory's layout is av_td3/rundir.py (event files in RUN/ or, for runs of early versions, RUN/tb/).
 A multirun directory holds ``multirun.yaml`` and job directories at any depth. A plain TensorBoard log
-directory (event files, no ``.hydra``) or a single event file also loads, without a config.
+directory (event files, no ``.hydra``) or a single event file also loads, without a config. A kept run
+(results.json beside overrides.yaml, ``av-td3 keep``) loads with its results and config, without scalars.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
-from av_td3.rundir import CONFIG, DONE, ERROR, OVERRIDES, RESULTS, TB  # noqa: F401  (the layout, one place)
+from av_td3.rundir import (CONFIG, DONE, ERROR, KEPT_CONFIG, KEPT_OVERRIDES, OVERRIDES, RESULTS,  # noqa: F401
+                           TB)  # the layout, in one place
 
 # "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
 # reached is known only from its scalars.
@@ -45,6 +47,7 @@ class RunDir:
     done: bool = False
     error_line: str | None = None  # the first line of error.txt (the message)
     status: str = "foreign"  # one of STATUSES; "foreign" without a run directory (bare event files)
+    kept: bool = False  # a kept run (av-td3 keep): results and config only, no process ever writes to it
     _cache: dict[str, Series | None] = field(default_factory=dict, repr=False)
 
     # --- settings from the run's own config ------------------------------------------------------------
@@ -105,6 +108,11 @@ class RunDir:
         return self.setting("trainer.total_steps")
 
     @property
+    def seed(self) -> int | None:
+        seed = self.setting("seed")
+        return seed if seed is not None else (self.results or {}).get("seed")
+
+    @property
     def last_step(self) -> int | None:
         """The step the run reached according to results.json (None without one)."""
         return None if self.results is None else self.results.get("step")
@@ -143,11 +151,12 @@ def load_run(path: Path) -> RunDir:
         return _load_event_file(path)
     # RUN/events.* and RUN/tb/events.* (early versions of av-td3: a resumed old run has both).
     files = sorted(event_files(path) + event_files(path / TB), key=lambda p: p.name)  # by creation time
-    run = RunDir(path=path, event_files=files)
-    if (path / CONFIG).is_file():
-        run.config, run.config_path = _load_yaml(path / CONFIG, resolve=True), path / CONFIG
-        if (path / OVERRIDES).is_file():
-            run.overrides = [str(o) for o in _load_yaml(path / OVERRIDES, resolve=False) or []]
+    run = RunDir(path=path, event_files=files, kept=_is_kept(path))
+    config, overrides = (KEPT_CONFIG, KEPT_OVERRIDES) if run.kept else (CONFIG, OVERRIDES)
+    if (path / config).is_file():
+        run.config, run.config_path = _load_yaml(path / config, resolve=True), path / config
+    if (path / overrides).is_file() and (run.kept or run.config_path is not None):
+        run.overrides = [str(o) for o in _load_yaml(path / overrides, resolve=False) or []]
     _load_outcome(run)
     return run
 
@@ -197,7 +206,7 @@ def _load_outcome(run: RunDir) -> None:
                                        or error.stat().st_mtime > results.stat().st_mtime)
     if run.results is not None and not error_newer:
         run.status = str(run.results.get("status", "unfinished"))
-        if run.status == "finished" and not run.done:
+        if run.status == "finished" and not run.done and not run.kept:
             run.status = "unfinished"  # results written, but the process died before the DONE marker
     elif run.error_line is not None:
         run.status = "failed"
@@ -244,7 +253,13 @@ def find_run_paths(path: Path) -> list[Path]:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / CONFIG).is_file() or bool(event_files(path / TB)) or bool(event_files(path))
+    return ((path / CONFIG).is_file() or _is_kept(path) or bool(event_files(path / TB))
+            or bool(event_files(path)))
+
+
+def _is_kept(path: Path) -> bool:
+    """A kept run: results.json and overrides.yaml side by side, no Hydra folder."""
+    return (path / RESULTS).is_file() and (path / KEPT_OVERRIDES).is_file() and not (path / CONFIG).is_file()
 
 
 @dataclass
