@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=12)
     p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # overrides after the options, as the docstring shows
 
     import torch
 
