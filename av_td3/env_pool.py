@@ -25,6 +25,7 @@ class EnvPool:
         self.cfg = cfg
         n = cfg.trainer.num_envs
         turns = Turns() if n == 1 else None  # the train and eval env share one simulator: one drives at a time
+        self._sent: list[int] = []  # envs stepping in their workers (send), until receive reads them
         self.envs: list = []
         try:
             for _ in range(n):
@@ -58,17 +59,33 @@ class EnvPool:
     def step(self, actions: dict[int, np.ndarray]) -> dict:
         """Every env's step result, or the EpisodeLost it raised. Envs in worker processes step in
         parallel (all actions sent, then all results read)."""
-        parallel = len(actions) > 1 and all(hasattr(self.envs[k], "step_async") for k in actions)
-        if parallel:
-            for k, a in actions.items():
-                self.envs[k].step_async(a)
-        out: dict = {}
+        if len(actions) > 1 and self.in_workers:
+            self.send(actions)
+            return self.receive()
+        return {k: self._result(lambda k=k, a=a: self.envs[k].step(a)) for k, a in actions.items()}
+
+    @property
+    def in_workers(self) -> bool:
+        """The train envs run in worker processes (env.worker): ``send`` returns before they have stepped."""
+        return all(hasattr(env, "step_async") for env in self.envs)
+
+    def send(self, actions: dict[int, np.ndarray]) -> None:
+        """Start a step of each env in ``actions`` (worker processes only); ``receive`` reads the results."""
         for k, a in actions.items():
-            try:
-                out[k] = self.envs[k].step_wait() if parallel else self.envs[k].step(a)
-            except EpisodeLost as e:
-                out[k] = e
-        return out
+            self.envs[k].step_async(a)
+        self._sent = list(actions)
+
+    def receive(self) -> dict:
+        """The results of the envs ``send`` started, as ``step`` returns them."""
+        sent, self._sent = self._sent, []
+        return {k: self._result(self.envs[k].step_wait) for k in sent}
+
+    @staticmethod
+    def _result(step: Callable[[], tuple]):
+        try:
+            return step()
+        except EpisodeLost as e:
+            return e
 
     def generators(self) -> dict[str, np.random.Generator]:
         """The random streams a checkpoint keeps: each env's action space and exploration process."""

@@ -130,7 +130,8 @@ class Trainer:
                     if not stepped:
                         continue
                     self.progress.advance(previous, state.step, self._postfix())
-                    self._update(stepped)
+                    if not t.update_while_stepping:  # else _collect ran them while the envs stepped
+                        self._update(stepped, state.step)
                     # Evaluate before a checkpoint can be taken at this step, so the checkpoint holds it.
                     if crossed(previous, state.step, t.eval_every) and state.step < t.total_steps:
                         self._evaluate()
@@ -174,7 +175,13 @@ class Trainer:
             explorer = self.pool.explorers[k]
             actions[k] = (explorer.warmup_action() if state.step < t.learning_starts
                           else explorer.action(self.agent.act(episodes[k][0]), state.step))
-        results = self.pool.step(actions)
+        if t.update_while_stepping:  # this step's updates run while the env workers step
+            self.pool.send(actions)
+            # at the frame count the step reaches (fewer frames when an episode ends within the repeat)
+            self._update(len(actions), state.step + t.action_repeat * len(actions))
+            results = self.pool.receive()
+        else:
+            results = self.pool.step(actions)
         stepped, ended = 0, []
         for k in active:
             obs, ep = episodes[k]
@@ -196,10 +203,10 @@ class Trainer:
                 episodes[k] = (next_obs, ep)
         return stepped, ended
 
-    def _update(self, stepped: int) -> None:
+    def _update(self, stepped: int, step: int) -> None:
         """``updates_per_step`` updates per env that stepped (so the update-to-data ratio does not depend
-        on num_envs), and the update report when one is due."""
-        t, step = self.cfg.trainer, self.state.step
+        on num_envs), and the update report when one is due; ``step``: the frame count after the step."""
+        t = self.cfg.trainer
         if step < t.learning_starts:
             return
         for _ in range(t.updates_per_step * stepped):

@@ -204,3 +204,37 @@ def test_a_run_in_worker_processes_equals_the_in_process_run(tmp_path):
     a, b = (json.loads((tmp_path / n / "results.json").read_text()) for n in ("inproc", "worker"))
     assert a["final_eval"] == b["final_eval"] and a["evals"] == b["evals"]
     assert (tmp_path / "inproc" / "train.csv").read_text() == (tmp_path / "worker" / "train.csv").read_text()
+
+
+def test_updates_while_stepping_are_the_sequential_updates_one_transition_early(compose, tmp_path):
+    """trainer.update_while_stepping: each update runs while the train worker is stepping, and samples the
+    replay as the sequential loop's same update does, less the transition that step is producing."""
+    from av_td3.config import validate
+    from av_td3.trainer import Trainer
+
+    seen = {}
+    for name, extra in (("sequential", []), ("overlapped", ["env.worker=true", "trainer.update_while_stepping=true"])):
+        raw = compose(["+experiment=smoke", "trainer.total_steps=300", "trainer.learning_starts=100",
+                       "trainer.eval_every=0", "trainer.final_eval_episodes=1", "env.max_episode_steps=100",
+                       "trainer.progress_bar=false", "torch_threads=1", *extra])
+        trainer = Trainer(raw, validate(raw), tmp_path / name)
+        calls, sample = [], trainer.replay.sample
+
+        def spy(*args, _sample=sample, _calls=calls, _trainer=trainer, **kwargs):
+            _calls.append((len(_trainer.replay), bool(_trainer.pool._sent)))  # stored; a worker stepping
+            return _sample(*args, **kwargs)
+
+        trainer.replay.sample = spy
+        trainer.run()
+        seen[name] = calls
+    sequential, overlapped = seen["sequential"], seen["overlapped"]
+    assert len(overlapped) == len(sequential) > 50
+    assert all(stepping for _, stepping in overlapped) and not any(stepping for _, stepping in sequential)
+    assert [n for n, _ in overlapped] == [n - 1 for n, _ in sequential]
+
+
+def test_updating_while_stepping_needs_the_env_in_a_worker(compose):
+    from av_td3.config import validate
+
+    with pytest.raises(ConfigError, match="trainer.update_while_stepping: needs env.worker=true"):
+        validate(compose(["+experiment=smoke", "trainer.update_while_stepping=true"]))

@@ -38,6 +38,12 @@ class TrainerConfig:
     # keeps each env's frames in its own segment. Checkpoints wait until every env's episode has ended
     # (those that end first pause), so a resume is exact. 1 = one env, exactly as before.
     num_envs: int = 1
+    # Run each step's updates while the train envs step in their worker processes (env.worker=true):
+    # the env uses a second core instead of waiting for the learner. Every update and every action are
+    # those of the sequential order, except that a step's updates sample the replay before that step's
+    # transition is stored (one transition of the ~10^5 left out of one step's batches). false: act,
+    # step, store, update, one after another (the reference).
+    update_while_stepping: bool = False
     # Each agent action is held for this many env frames (rewards summed). Every step count here
     # (total_steps, learning_starts, eval_every, checkpoint_every) and every logged step is in env frames.
     action_repeat: int = 1
@@ -102,6 +108,9 @@ class Config:
         check(self.device in DEVICES, "device", f"must be one of {DEVICES}, got {self.device!r}")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.torch_threads >= 0, "torch_threads", f"must be >= 0, got {self.torch_threads}")
+        check(not self.trainer.update_while_stepping or getattr(self.env, "worker", False),
+              "trainer.update_while_stepping", "needs env.worker=true: the train env steps in its worker "
+              "process while the agent updates")
         check(not (isinstance(self.agent, ClassicalConfig) and isinstance(self.env, GymEnvConfig)),
               "agent", "the classical controller steers on route waypoints: it needs a driving env "
               "(env=highway or env=carla), not env=gym")
