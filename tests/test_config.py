@@ -230,7 +230,8 @@ def test_each_leave_one_out_arm_sets_back_only_its_lever(compose):
     levers = {"augmentation": {"agent.augmentation"}, "smoothness": {"agent.smoothness_penalty"},
               "temporal": {"trainer.action_repeat", "agent.n_step"}, "start": {"env.random_start", "env.random_start_speed"},
               "saturation": {"agent.saturation_penalty"}, "lag": {"env.actuator_time_constant"},
-              "shared_encoder": {"agent.encoder"},
+              "shared_encoder": {"agent.encoder"}, "auxiliary": {"agent.aux_weight"},
+              "small_image_encoder": {"agent.cnn_kernels", "agent.cnn_strides"},
               "exploration": {"exploration.process", "exploration.std", "exploration.action_scale", "exploration.warmup"}}
     assert set(options("without")) == {"nothing", *levers}
     for arm, keys in levers.items():
