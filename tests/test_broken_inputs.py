@@ -63,6 +63,20 @@ def test_runs_whose_composed_configs_differ_never_share_a_group(tmp_path):
     assert "trainer.total_steps=1000000" in rows["full"]
 
 
+def test_a_setting_some_runs_predate_does_not_split_their_group(tmp_path):
+    """A run made before a setting existed lacks its key (it ran with the default): beside runs that have
+    the key at any value, it tells nothing apart; a key every run has still does."""
+    for name, extra in (("old", {}), ("new", {"update_while_stepping": False}), ("other", {"update_while_stepping": True})):
+        run = write_run(tmp_path / name)
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config["trainer"] |= extra
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = {r.run.path.name: r.group for r in cmp.collect([tmp_path / "old", tmp_path / "new"])}
+    assert rows["old"] == rows["new"]
+    rows = {r.run.path.name: r.group for r in cmp.collect([tmp_path / "new", tmp_path / "other"])}
+    assert rows["new"] != rows["other"] and "trainer.update_while_stepping=True" in rows["other"]
+
+
 def test_report_rejects_an_unknown_size_and_fails_when_the_sweep_failed(tmp_path):
     proc = subprocess.run(CLI + ["report", "clipping_ablation", "--size", "tiny"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown size 'tiny'" in proc.stderr and "smoke" in proc.stderr

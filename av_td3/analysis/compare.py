@@ -176,8 +176,10 @@ def _split_by_composed_config(rows: list[RunRow]) -> None:
             by_group.setdefault(r.group, []).append(r)
     for members in by_group.values():
         flats = [r.run.flat_config() for r in members]
-        keys = sorted({k for f in flats for k in f} - set(NON_GROUPING_KEYS))
-        differing = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+        # A key some runs lack is a setting added after they ran: they ran with its default, which
+        # reproduces what came before, so it tells nothing apart.
+        keys = sorted(set.intersection(*(set(f) for f in flats)) - set(NON_GROUPING_KEYS))
+        differing = [k for k in keys if len({repr(f[k]) for f in flats}) > 1]
         if not differing:
             continue
         for r, f in zip(members, flats):
