@@ -1,8 +1,8 @@
 """``av-td3 keep RUN_DIR DEST``: what of a run is worth keeping in version control, in DEST.
 
-Copies the run's results.json, eval.csv, train.csv and any evaluate*.json (``av-td3 evaluate``'s
-output), and its Hydra record flattened: .hydra/config.yaml -> DEST/config.yaml (the composed config),
-.hydra/overrides.yaml -> DEST/overrides.yaml. Kilobytes where the run holds hundreds of megabytes (its
+Copies the run's results.json, its csv tables (eval.csv, train.csv: every table the logger wrote), any
+evaluate*.json (``av-td3 evaluate``'s output), and its Hydra record flattened: .hydra/config.yaml ->
+DEST/config.yaml (the composed config), .hydra/overrides.yaml -> DEST/overrides.yaml. Kilobytes where the run holds hundreds of megabytes (its
 checkpoint and event files stay behind). ``av-td3 compare`` reads a kept run as the run: the same
 groups, seeds and final figures; it has no curves.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from av_td3.helptext import plain
 from av_td3.rundir import CONFIG, KEPT_CONFIG, KEPT_OVERRIDES, OVERRIDES, RESULTS
 
-COPIED = (RESULTS, "eval.csv", "train.csv")  # and evaluate*.json
+KEPT_GLOBS = ("*.csv", "evaluate*.json")  # the logger's tables, av-td3 evaluate's outputs; and RESULTS
 
 
 class KeepError(Exception):
@@ -42,8 +42,8 @@ def keep(run_dir: Path, dest: Path) -> list[Path]:
     if dest.resolve() == run_dir.resolve():
         raise KeepError("DEST is the run directory itself")
     dest.mkdir(parents=True, exist_ok=True)
-    pairs = [(run_dir / name, dest / name) for name in COPIED]
-    pairs += [(p, dest / p.name) for p in sorted(run_dir.glob("evaluate*.json"))]
+    pairs = [(run_dir / RESULTS, dest / RESULTS)]
+    pairs += [(p, dest / p.name) for pattern in KEPT_GLOBS for p in sorted(run_dir.glob(pattern))]
     pairs += [(run_dir / CONFIG, dest / KEPT_CONFIG), (run_dir / OVERRIDES, dest / KEPT_OVERRIDES)]
     written = []
     for src, dst in pairs:

@@ -11,9 +11,10 @@ imports the rest of av_td3, so both sides depend on it and on nothing of each ot
     RUN/.lock                                  held by the process training the run (run_lock.py)
     RUN/DONE                                   empty, written last by a finished run
 
-A kept run (``av-td3 keep``) is what of a run is worth keeping in version control: results.json, the csv
-files, any evaluate.json, and the Hydra record flattened to KEEP/config.yaml and KEEP/overrides.yaml
-(kilobytes; the checkpoint and event files stay behind). ``av-td3 compare`` reads it as the run.
+A kept run (``av-td3 keep RUN DEST``) is what of a run is worth keeping in version control: results.json,
+the csv files, any evaluate*.json, and the Hydra record flattened to DEST/config.yaml and
+DEST/overrides.yaml (kilobytes; the checkpoint and event files stay behind). ``av-td3 compare`` reads it
+as the run.
 """
 
 from pathlib import Path

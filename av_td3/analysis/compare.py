@@ -65,7 +65,7 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
         for split, figures in (results.get(FINAL_BY_SPLIT) or {}).items():
             finals[f"final_{split}"] = figures.get("overall") or {}
         for prefix, final in finals.items():
-            row.values.update({f"{prefix}/{k}": _number(v) for k, v in final.items()})
+            row.values.update({f"{prefix}/{k}": math.nan if v is None else float(v) for k, v in final.items()})
         best = results.get("best_eval") or {}
         if "mean_reward" in best:
             row.values["best/mean_reward"] = float(best["mean_reward"])
@@ -90,10 +90,6 @@ def collect(dirs: list[Path], metric: str = "final/mean_reward", group_by_name: 
         for r in rows:
             r.group = _name_group(r.run.path, pattern)
     return rows
-
-
-def _number(v) -> float:
-    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def _score(row: RunRow, metric: str) -> None:
