@@ -149,3 +149,33 @@ def test_streams_state_dict_round_trip_and_a_mismatch_is_named():
     torch.testing.assert_close(sa[0]["image"], sb[0]["image"])
     with pytest.raises(ValueError, match="2 streams .*num_envs"):
         ReplayBuffer(60, (2, 4, 4), 3, 2, streams=1).load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("repeat", [1, 2, 3])
+def test_a_real_env_s_stacks_under_action_repeat_are_the_replay_s(repeat):
+    """The policy acts on the stacks the agent trains on: the embedded dashcam's stacks, through the
+    action repeat, equal the ones the replay rebuilds from one stored frame per agent step, up to an
+    episode that ends mid-repeat (11 frames)."""
+    from av_td3.config import HighwayEnvConfig
+    from av_td3.envs.action_repeat import with_repeat
+    from av_td3.envs.highway import HighwayDrivingEnv
+
+    cfg = HighwayEnvConfig(image_height=16, image_width=16, camera="dashcam", max_episode_steps=11)
+    env = with_repeat(HighwayDrivingEnv(cfg, 2), repeat)
+    buf = ReplayBuffer(200, env.observation_space["image"].shape, env.observation_space["vector"].shape[0], 2)
+    seen = []
+    for episode in range(2):
+        obs, _ = env.reset(seed=episode)
+        seen.append(obs["image"])
+        done = False
+        while not done:
+            action = np.array([0.3, 1.0], np.float32)  # steer and throttle: the frames change
+            nxt, reward, term, trunc, _ = env.step(action)
+            buf.add(obs, action, reward, nxt, term, trunc)
+            seen.append(nxt["image"])
+            obs, done = nxt, term or trunc
+    stored = buf._stacks(torch.arange(len(seen)), buf.stack).numpy()
+    assert len(seen) == 2 * (-(-11 // repeat) + 1)
+    for k, image in enumerate(seen):
+        np.testing.assert_array_equal(stored[k], image)
+    assert len({image.tobytes() for image in seen}) == len(seen) // 2  # every stack of an episode differs

@@ -1,11 +1,19 @@
 """Action repeat: the agent acts every ``k`` env frames and holds its action in between (DrQ-v2's
 ``action_repeat``). ``step`` returns the frames' summed reward, the last frame's observation, and an
 ``info`` that is the last frame's plus every frame's reward and info (``FRAMES``), so that metrics,
-reward components and step counts stay per env frame (``metrics.EpisodeMetrics`` reads them)."""
+reward components and step counts stay per env frame (``metrics.EpisodeMetrics`` reads them).
+
+A camera observation's frame stack is rebuilt at the agent's rate: the newest frame of each of the last
+``stack`` agent steps (DrQ-v2 stacks outside its action repeat too). The env's own stack holds
+consecutive env frames, which is what the agent sees without a repeat; with one, the replay, which
+stores one frame per agent step (replay.py), rebuilds stacks of frames ``k`` env frames apart, and the
+policy must act on the stacks it trains on."""
 
 from __future__ import annotations
 
 import gymnasium as gym
+
+from av_td3.envs.contract import IMAGE, FrameStack
 
 FRAMES = "frames"  # info key: the per-frame infos of one agent step
 FRAME_REWARDS = "frame_rewards"  # info key: their rewards
@@ -17,6 +25,14 @@ class ActionRepeat(gym.Wrapper):
             raise ValueError(f"action repeat must be >= 1, got {repeat}")
         super().__init__(env)
         self.repeat = repeat
+        image = getattr(env.observation_space, "spaces", {}).get(IMAGE)
+        self._stack = FrameStack(*image.shape) if image is not None else None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        if self._stack is not None:
+            self._stack.reset()
+        return self._restack(obs), info
 
     def step(self, action):
         infos, rewards = [], []
@@ -26,7 +42,13 @@ class ActionRepeat(gym.Wrapper):
             rewards.append(float(reward))
             if terminated or truncated:
                 break
-        return obs, sum(rewards), terminated, truncated, {**info, FRAMES: infos, FRAME_REWARDS: rewards}
+        return (self._restack(obs), sum(rewards), terminated, truncated,
+                {**info, FRAMES: infos, FRAME_REWARDS: rewards})
+
+    def _restack(self, obs):
+        if self._stack is None:
+            return obs
+        return {**obs, IMAGE: self._stack.push(obs[IMAGE][-1])}
 
 
 def with_repeat(env: gym.Env, repeat: int) -> gym.Env:
