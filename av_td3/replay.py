@@ -6,8 +6,9 @@ last next-observation gets a slot of its own that starts no transition. Per 4x84
 transition that is ~7.1 KB, against ~56 KB for float pairs of stacked frames (SB3) and ~226 KB for the
 reference's float32 pairs.
 
-A stack is rebuilt from the slots before its newest frame, zero-padded before the episode's first frame
-(the env's stacks start as zeros too), so a sampled stack equals the stack the env returned.
+A stack is rebuilt from the slots before its newest frame (every ``frame_stride``-th slot), zero-padded
+before the episode's first frame (the env's stacks start as zeros too), so a sampled stack equals the
+stack the env returned (envs/action_repeat.py stacks at the agent's rate).
 
 Parallel envs (trainer.num_envs) write ``streams``: the ring is cut into one segment per env, each with
 its own cursor, so every env's episodes stay contiguous; sampling is uniform over all stored
@@ -25,17 +26,19 @@ from av_td3.envs.contract import IMAGE, PRIVILEGED, VECTOR
 class ReplayBuffer:
     def __init__(self, capacity: int, image_shape: tuple[int, ...] | None, vector_size: int,
                  action_dim: int, device: torch.device | str = "cpu", seed: int = 0, streams: int = 1,
-                 target_size: int = 0):
+                 target_size: int = 0, frame_stride: int = 1):
         if streams < 1:
             raise ValueError(f"replay streams must be >= 1, got {streams}")
         segment = capacity // streams
-        if image_shape is not None and segment < 2 * image_shape[0] + 2:
+        self.stack = image_shape[0] if image_shape is not None else 0
+        self.stride = frame_stride
+        self.span = (self.stack - 1) * frame_stride + 1 if self.stack else 0  # slots one stack reaches over
+        if image_shape is not None and segment < 2 * self.span + 2:
             raise ValueError(f"replay capacity {capacity} is too small for {image_shape[0]}-frame stacks"
                              + (f" in {streams} streams" if streams > 1 else ""))
         self.capacity = capacity
         self.streams, self.segment = streams, segment  # slots per stream (the remainder is unused)
         self.device = torch.device(device)
-        self.stack = image_shape[0] if image_shape is not None else 0
         # Storage lives on `device` (the GPU where there is one), so sampling copies nothing to it.
         kw = {"device": self.device}
         # One row past the capacity stays zero: stack positions before an episode's first frame gather
@@ -159,7 +162,7 @@ class ReplayBuffer:
         if self.targets is not None:
             obs[PRIVILEGED] = self.targets[idx]
         if self.frames is not None:
-            if n_step == 1:
+            if n_step == 1 and self.stride == 1:
                 # One gather of stack+1 frames serves both stacks: obs = frames[:-1], next_obs = frames[1:].
                 frames = self._stacks(idx, self.stack + 1)
                 obs[IMAGE], next_obs[IMAGE] = frames[:, :-1], frames[:, 1:]
@@ -178,9 +181,9 @@ class ReplayBuffer:
 
     def _stacks(self, idx: torch.Tensor, length: int) -> torch.Tensor:
         """(B, length, H, W): the ``stack`` frames of slot idx's observation (oldest first), then, for
-        length = stack + 1, the next slot's newest frame. A frame k slots back belongs to the
-        episode iff k <= frame_pos of the slot; the others read the zero row."""
-        back = torch.arange(self.stack - 1, self.stack - 1 - length, -1, device=self.device)
+        length = stack + 1 (stride 1 only), the next slot's newest frame. A frame k slots back belongs to
+        the episode iff k <= frame_pos of the slot; the others read the zero row."""
+        back = torch.arange(self.stack - 1, self.stack - 1 - length, -1, device=self.device) * self.stride
         base = (idx - idx % self.segment)[:, None]  # the stream's first slot
         slots = base + (idx[:, None] - base - back[None, :]) % self.segment
         in_episode = back[None, :] <= self.frame_pos[idx][:, None]
@@ -194,7 +197,7 @@ class ReplayBuffer:
         return base + (slot - base + 1) % self.segment
 
     def _sample_starts(self, n: int) -> torch.Tensor:
-        """Uniform over slots that start a transition whose stacks are intact. Slots within ``stack``
+        """Uniform over slots that start a transition whose stacks are intact. Slots within a stack's span
         after a full stream's cursor may reach back into overwritten frames, so they are redrawn."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
@@ -211,7 +214,7 @@ class ReplayBuffer:
             if self.stack:
                 k = cand // self.segment
                 full = sizes[k] == self.segment
-                ok &= ~full | ((cand - cursors[k]) % self.segment >= self.stack)
+                ok &= ~full | ((cand - cursors[k]) % self.segment >= self.span)
             out = torch.cat([out, cand[ok]])
         return out[:n]
 

@@ -68,7 +68,7 @@ class Trainer:
             targets = len(PRIVILEGED_TARGETS) if getattr(self.agent, "wants_targets", False) else 0
             self.replay = (ReplayBuffer(cfg.trainer.replay_capacity, spec.image_shape, spec.vector_size,
                                         spec.action_dim, self.device, seed=cfg.seed, streams=len(self.pool),
-                                        target_size=targets)
+                                        target_size=targets, frame_stride=cfg.env.frame_stride)
                            if self.learns else None)
             self.eval_routes = eval_routes(cfg.env)  # None: the eval env's own road
             self.state = RunState(run_dir, cfg.seed, cfg.trainer.total_steps)

@@ -71,10 +71,9 @@ def compose(overrides: list[str]):
 
 
 def eval_env(cfg):
-    from av_td3.envs.action_repeat import with_repeat
-    from av_td3.envs.factory import make_env
+    from av_td3.envs.factory import build_run_env
 
-    return with_repeat(make_env(cfg, "eval"), cfg.trainer.action_repeat)
+    return build_run_env(cfg, "eval")
 
 
 def job(contender: str, seed: int, overrides: list[str], out: str, experiment: str = "learn_to_drive") -> dict:
@@ -135,8 +134,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from torch import nn
 
-    from av_td3.envs.action_repeat import with_repeat
-    from av_td3.envs.factory import make_env
+    from av_td3.envs.factory import build_run_env
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluation import evaluate
     from av_td3.trainer import eval_seeds
@@ -144,7 +142,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     a, t, x = cfg.agent, cfg.trainer, cfg.exploration
     routes = eval_routes(cfg.env)  # the trainer's evaluation routes: every contender drives the same episodes
     k = t.action_repeat
-    train_env = with_repeat(make_env(cfg, "train"), k)
+    train_env = build_run_env(cfg, "train")
     test_env = eval_env(cfg)
 
     class DriveExtractor(BaseFeaturesExtractor):

@@ -151,19 +151,20 @@ def test_streams_state_dict_round_trip_and_a_mismatch_is_named():
         ReplayBuffer(60, (2, 4, 4), 3, 2, streams=1).load_state_dict(a.state_dict())
 
 
-@pytest.mark.parametrize("repeat", [1, 2, 3])
-def test_a_real_env_s_stacks_under_action_repeat_are_the_replay_s(repeat):
-    """The policy acts on the stacks the agent trains on: the embedded dashcam's stacks, through the
-    action repeat, equal the ones the replay rebuilds from one stored frame per agent step, up to an
-    episode that ends mid-repeat (11 frames)."""
+@pytest.mark.parametrize("repeat, stride", [(1, 1), (2, 1), (3, 1), (1, 3), (2, 2)])
+def test_a_real_env_s_stacks_are_the_replay_s(repeat, stride):
+    """The policy acts on the stacks the agent trains on: the embedded dashcam's stacks, through the action
+    repeat and the frame stride, equal the ones the replay rebuilds from one stored frame per agent step,
+    up to an episode that ends mid-repeat (11 frames), and sampled next observations follow their own."""
     from av_td3.config import HighwayEnvConfig
     from av_td3.envs.action_repeat import with_repeat
     from av_td3.envs.highway import HighwayDrivingEnv
 
     cfg = HighwayEnvConfig(image_height=16, image_width=16, camera="dashcam", max_episode_steps=11)
-    env = with_repeat(HighwayDrivingEnv(cfg, 2), repeat)
-    buf = ReplayBuffer(200, env.observation_space["image"].shape, env.observation_space["vector"].shape[0], 2)
-    seen = []
+    env = with_repeat(HighwayDrivingEnv(cfg, 2), repeat, stride)
+    space = env.observation_space
+    buf = ReplayBuffer(200, space["image"].shape, space["vector"].shape[0], 2, frame_stride=stride)
+    seen, following = [], {}
     for episode in range(2):
         obs, _ = env.reset(seed=episode)
         seen.append(obs["image"])
@@ -173,9 +174,13 @@ def test_a_real_env_s_stacks_under_action_repeat_are_the_replay_s(repeat):
             nxt, reward, term, trunc, _ = env.step(action)
             buf.add(obs, action, reward, nxt, term, trunc)
             seen.append(nxt["image"])
+            following[obs["image"].tobytes()] = nxt["image"].tobytes()
             obs, done = nxt, term or trunc
     stored = buf._stacks(torch.arange(len(seen)), buf.stack).numpy()
     assert len(seen) == 2 * (-(-11 // repeat) + 1)
     for k, image in enumerate(seen):
         np.testing.assert_array_equal(stored[k], image)
     assert len({image.tobytes() for image in seen}) == len(seen) // 2  # every stack of an episode differs
+    o, _, _, n, _ = buf.sample(64)
+    for now, then in zip(o["image"].numpy(), n["image"].numpy()):
+        assert following[now.tobytes()] == then.tobytes()

@@ -126,7 +126,7 @@ def test_action_repeat_counts_env_frames_everywhere(tmp_path):
     run = tmp_path / "run"
     train(["+experiment=learn_to_drive", "size=smoke", "trainer.action_repeat=3", "exploration.process=pink",
            "exploration.std=0.3", "exploration.final_std=0.1", "exploration.decay_steps=600",
-           "agent.n_step=3", "agent.augmentation=shift", "agent.shift_pad=2", "agent.layer_norm=true",
+           "agent.n_step=3", "agent.augmentation=shift", "agent.shift_pad=2", "agent.layer_norm=true", "env.frame_stride=2",
            "agent.smoothness_penalty=1", "agent.smoothness_pair=consecutive", "agent.aux_weight=1",
            "trainer.reward_scale=0.1", "trainer.reward_clip=5", f"hydra.run.dir={run}"], tmp_path)
     results = json.loads((run / "results.json").read_text())

@@ -121,6 +121,9 @@ class DrivingEnvConfig(EnvProcessConfig):
     image_height: int = 84
     image_width: int = 84
     frame_stack: int = 4
+    # Agent steps between the stacked frames: 1 = consecutive (the reference); k spreads the stack over
+    # (frame_stack - 1) * k agent steps, so motion (a car ahead closing in) moves more pixels between them.
+    frame_stride: int = 1
     max_episode_steps: int = 1000  # truncation (50 s at 20 Hz)
     max_lateral_deviation: float = 2.5  # m; beyond it the episode terminates (off road)
     goal_radius: float = 3.0  # m; within it of the goal the route is complete
@@ -175,7 +178,7 @@ class DrivingEnvConfig(EnvProcessConfig):
         check(0 < self.camera_fov < 180, f"{key}.camera_fov", f"must be in (0, 180), got {self.camera_fov}")
         check(self.camera_z > 0, f"{key}.camera_z", f"must be positive (above the road), got {self.camera_z}")
         check(-90 < self.camera_pitch < 90, f"{key}.camera_pitch", f"must be in (-90, 90), got {self.camera_pitch}")
-        for name in ("image_height", "image_width", "frame_stack", "max_episode_steps"):
+        for name in ("image_height", "image_width", "frame_stack", "frame_stride", "max_episode_steps"):
             value = getattr(self, name)
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
         check(self.max_lateral_deviation > 0, f"{key}.max_lateral_deviation", "must be positive")
@@ -334,8 +337,10 @@ class GymEnvConfig(EnvProcessConfig):
     id: str = "Pendulum-v1"
     max_episode_steps: int = 200  # truncation; replaces the env's registered time limit
     frame_stack: int = 4  # grayscale frames per observation for pixel (uint8 image) observations
+    frame_stride: int = 1  # agent steps between the stacked frames (1: consecutive)
 
     def __post_init__(self) -> None:
         self.check_process()
         check(self.max_episode_steps >= 1, "env.max_episode_steps", "must be >= 1")
-        check(self.frame_stack >= 1, "env.frame_stack", f"must be >= 1, got {self.frame_stack}")
+        for name in ("frame_stack", "frame_stride"):
+            check(getattr(self, name) >= 1, f"env.{name}", f"must be >= 1, got {getattr(self, name)}")

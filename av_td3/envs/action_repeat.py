@@ -3,11 +3,11 @@
 ``info`` that is the last frame's plus every frame's reward and info (``FRAMES``), so that metrics,
 reward components and step counts stay per env frame (``metrics.EpisodeMetrics`` reads them).
 
-A camera observation's frame stack is rebuilt at the agent's rate: the newest frame of each of the last
-``stack`` agent steps (DrQ-v2 stacks outside its action repeat too). The env's own stack holds
-consecutive env frames, which is what the agent sees without a repeat; with one, the replay, which
-stores one frame per agent step (replay.py), rebuilds stacks of frames ``k`` env frames apart, and the
-policy must act on the stacks it trains on."""
+A camera observation's frame stack is rebuilt at the agent's rate: the newest frame of every
+``frame_stride``-th agent step, the last ``stack`` of them (DrQ-v2 stacks outside its action repeat too).
+The env's own stack holds consecutive env frames, which is what the agent sees with neither a repeat nor
+a stride; with either, the replay, which stores one frame per agent step (replay.py), rebuilds stacks of
+frames ``k * frame_stride`` env frames apart, and the policy must act on the stacks it trains on."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ FRAME_REWARDS = "frame_rewards"  # info key: their rewards
 
 
 class ActionRepeat(gym.Wrapper):
-    def __init__(self, env: gym.Env, repeat: int):
-        if repeat < 1:
-            raise ValueError(f"action repeat must be >= 1, got {repeat}")
+    def __init__(self, env: gym.Env, repeat: int, frame_stride: int = 1):
+        if repeat < 1 or frame_stride < 1:
+            raise ValueError(f"action repeat and frame stride must be >= 1, got {repeat} and {frame_stride}")
         super().__init__(env)
         self.repeat = repeat
         image = getattr(env.observation_space, "spaces", {}).get(IMAGE)
-        self._stack = FrameStack(*image.shape) if image is not None else None
+        self._stack = FrameStack(*image.shape, stride=frame_stride) if image is not None else None
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -51,9 +51,10 @@ class ActionRepeat(gym.Wrapper):
         return {**obs, IMAGE: self._stack.push(obs[IMAGE][-1])}
 
 
-def with_repeat(env: gym.Env, repeat: int) -> gym.Env:
-    """``env`` with each action held for ``repeat`` frames; the env itself when repeat is 1."""
-    return ActionRepeat(env, repeat) if repeat > 1 else env
+def with_repeat(env: gym.Env, repeat: int, frame_stride: int = 1) -> gym.Env:
+    """``env`` with each action held for ``repeat`` frames and its frame stacks ``frame_stride`` agent steps
+    apart; the env itself when both are 1."""
+    return ActionRepeat(env, repeat, frame_stride) if repeat > 1 or frame_stride > 1 else env
 
 
 def frames_of(info: dict) -> list[tuple[float, dict]] | None:

@@ -152,22 +152,25 @@ def obstacle_features(distance: float, time_to_collision: float, obstacle_range:
 
 
 class FrameStack:
-    """The last ``frames`` grayscale frames, oldest first; zeros until the episode has that many."""
+    """The last ``frames`` grayscale frames pushed, ``stride`` pushes apart (the newest last, oldest
+    first); zeros where the episode has not reached back that far."""
 
-    def __init__(self, frames: int, height: int, width: int):
-        self.shape = (frames, height, width)
-        self._frames: deque[np.ndarray] = deque(maxlen=frames)
+    def __init__(self, frames: int, height: int, width: int, stride: int = 1):
+        self.shape, self.stride = (frames, height, width), stride
+        self._frames: deque[np.ndarray] = deque(maxlen=(frames - 1) * stride + 1)
         self.reset()
 
     def reset(self) -> None:
         self._frames.clear()
-        for _ in range(self.shape[0]):
+        for _ in range(self._frames.maxlen):
             self._frames.append(np.zeros(self.shape[1:], dtype=np.uint8))
 
     def push(self, frame: np.ndarray) -> np.ndarray:
         assert frame.shape == self.shape[1:] and frame.dtype == np.uint8, (frame.shape, frame.dtype)
         self._frames.append(frame)
-        return np.stack(self._frames)
+        if self.stride == 1:
+            return np.stack(self._frames)
+        return np.stack(list(self._frames)[::self.stride])
 
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601

@@ -27,8 +27,10 @@ def make_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> 
 
 
 def build_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
-    """The env a run steps, in this process: ``make_env`` with the trainer's action repeat."""
-    return with_repeat(make_env(cfg, role, job_num, render), cfg.trainer.action_repeat)
+    """The env a run steps, in this process: ``make_env`` with the trainer's action repeat and the env's
+    frame stride."""
+    return with_repeat(make_env(cfg, role, job_num, render), cfg.trainer.action_repeat,
+                       cfg.env.frame_stride)
 
 
 def make_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False,
