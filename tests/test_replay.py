@@ -8,11 +8,11 @@ from av_td3.envs.contract import FrameStack
 from av_td3.replay import ReplayBuffer
 
 
-def episodes(n_transitions: int, stack: int, hw: int, seed: int):
+def episodes(n_transitions: int, stack: int, hw: int, seed: int, stride: int = 1):
     """Yield (obs, action, reward, next_obs, terminated, truncated) like a real env with FrameStack:
     random episode lengths, some terminated, some truncated; the action holds the transition id."""
     rng = np.random.default_rng(seed)
-    fs = FrameStack(stack, hw, hw)
+    fs = FrameStack(stack, hw, hw, stride)
     tid = 0
     while tid < n_transitions:
         length = int(rng.integers(1, 12))
@@ -29,11 +29,12 @@ def episodes(n_transitions: int, stack: int, hw: int, seed: int):
             obs = nxt
 
 
+@pytest.mark.parametrize("stride", [1, 3])  # frames 1 or 3 slots apart (env.frame_stride)
 @pytest.mark.parametrize("capacity", [40, 1000])  # 40 wraps around many times
-def test_sampled_transitions_equal_what_was_stored(capacity):
-    buf = ReplayBuffer(capacity, (4, 6, 6), 3, 2, seed=0)
+def test_sampled_transitions_equal_what_was_stored(capacity, stride):
+    buf = ReplayBuffer(capacity, (4, 6, 6), 3, 2, seed=0, frame_stride=stride)
     truth = {}
-    for obs, action, reward, nxt, term, trunc in episodes(300, 4, 6, seed=1):
+    for obs, action, reward, nxt, term, trunc in episodes(300, 4, 6, seed=1, stride=stride):
         buf.add(obs, action, reward, nxt, term, trunc)
         truth[int(action[0])] = (obs, reward, nxt, term)
     for _ in range(5):
