@@ -5,11 +5,15 @@ trainer's metric suite (av_td3/metrics.py) and one row per route.
     av-td3 evaluate RUN --routes test            # a split of the run's env.route_splits
     av-td3 evaluate RUN --route my_road.csv      # route files from anywhere on disk (several allowed)
     av-td3 evaluate RUN -- scenario=heavy env.npc_lead_in=60    # overrides of the run's config
+    av-td3 evaluate RUN --routes test --freeze image             # what it drives with the camera held still
 
 It loads RUN/.hydra/config.yaml (the run's composed config, overrides applied on top) and
 RUN/checkpoint.pt (the policy as the run left it), and runs the deterministic policy for --episodes
 episodes, spread evenly over the routes, from the seeds the run's own evaluations use. It prints one row
 per route and writes evaluate.json (figures per route and over all episodes) to --out (default RUN).
+``--freeze image`` (or ``vector``) is a probe of which input the trained policy drives by: that input is
+held at its value from the episode's start for the whole episode (an image the policy has seen, so the
+probe removes the information, not the input's range); it writes evaluate_frozen_image.json instead.
 Exit 0 on success; 2, with one line, for a missing run or checkpoint, a bad route file or a bad override.
 """
 
@@ -21,11 +25,15 @@ import math
 import sys
 from pathlib import Path
 
+import gymnasium as gym
+
+from av_td3.envs.contract import IMAGE, VECTOR
 from av_td3.helptext import missing_paths, plain
 from av_td3.rundir import CHECKPOINT, CONFIG
 from av_td3.jsonsafe import jsonable
 
 EVALUATE_JSON = "evaluate.json"
+FREEZABLE = (IMAGE, VECTOR)
 COLUMNS = (("success_rate", "success", "{:.0%}"), ("crash_rate", "crashed", "{:.0%}"),
            ("off_road_rate", "off road", "{:.0%}"), ("timeout_rate", "timed out", "{:.0%}"),
            ("collisions_per_km", "coll/km", "{:.2f}"), ("mean_reward", "return", "{:.0f}"),
@@ -48,13 +56,14 @@ def add_parser(sub) -> None:
     p.add_argument("--routes", metavar="SPLIT", help="a split of the run's env.route_splits (train, test, ...)")
     p.add_argument("--video", action="store_true", help="write each route's first episode as a GIF")
     p.add_argument("--out", type=Path, help="where evaluate.json (and videos) go (default: RUN_DIR)")
+    p.add_argument("--freeze", choices=FREEZABLE, help="hold this input at its value from the episode's start")
     p.set_defaults(passthrough=[])
 
 
 def run(args) -> int:
     try:
         result = evaluate_run(args.run_dir, args.episodes, args.route, args.routes, args.video,
-                              args.out or args.run_dir, args.passthrough)
+                              args.out or args.run_dir, args.passthrough, args.freeze)
     except EvaluateError as e:
         print(f"av-td3 evaluate: {e}", file=sys.stderr)
         return 2
@@ -94,7 +103,7 @@ def load_run_config(run_dir: Path, overrides: list[str]):
 
 
 def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: str | None, video: bool,
-                 out: Path, overrides: list[str]) -> dict:
+                 out: Path, overrides: list[str], freeze: str | None = None) -> dict:
     if episodes < 1:
         raise EvaluateError(f"--episodes must be >= 1, got {episodes}")
     raw, cfg = load_run_config(run_dir, overrides)
@@ -109,6 +118,11 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     from av_td3.trainer import eval_seeds
 
     cfg, env, agent, state = load_policy(run_dir, raw, render=video)
+    if freeze is not None:
+        if freeze not in env.observation_space.spaces:
+            env.close()
+            raise EvaluateError(f"--freeze {freeze}: the run's policy observes no {freeze}")
+        env = FrozenInput(env, freeze)
     try:
         seeds = eval_seeds(cfg.seed, episodes)
         with torch.no_grad():
@@ -126,12 +140,30 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     finally:
         env.close()
     result = {"run": str(run_dir), "step": int(state.get("step", 0)), "episodes": episodes, "seeds": seeds,
-              "overrides": overrides, "routes": per_route, "overall": overall}
+              "overrides": overrides, "frozen": freeze, "routes": per_route, "overall": overall}
     out.mkdir(parents=True, exist_ok=True)
-    path = out / EVALUATE_JSON
+    path = out / (EVALUATE_JSON if freeze is None else f"evaluate_frozen_{freeze}.json")
     path.write_text(json.dumps(jsonable(result), indent=2))
     result["path"] = path
     return result
+
+
+class FrozenInput(gym.Wrapper):
+    """The observation's ``key`` held at its value from the episode's reset (``--freeze``): the env drives
+    on, the policy no longer sees that input change."""
+
+    def __init__(self, env: gym.Env, key: str):
+        super().__init__(env)
+        self.key = key
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._held = obs[self.key]
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {**obs, self.key: self._held}, reward, terminated, truncated, info
 
 
 def load_policy(run_dir: Path, raw, render: bool = False):
@@ -207,6 +239,8 @@ def table(result: dict) -> str:
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
              for r in rows]
     head = f"{result['run']} at step {result['step']}: {result['episodes']} episodes"
+    if result.get("frozen"):
+        head += f", the {result['frozen']} held at the episode's start"
     return "\n".join([head, *lines])
 
 

@@ -76,6 +76,35 @@ def test_evaluate_a_split_with_overrides(camera_run, tmp_path):
     assert result["overall"]["encounter_rate"] == 0.0  # no traffic, nothing met
 
 
+def test_evaluate_with_the_camera_frozen(camera_run, tmp_path):
+    """--freeze image: the policy sees the episode's first image throughout; its own json, not evaluate.json."""
+    r = subprocess.run(EVALUATE + [str(camera_run), "--episodes", "2", "--freeze", "image", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the image held at the episode's start" in r.stdout
+    result = json.loads((tmp_path / "evaluate_frozen_image.json").read_text())
+    assert result["frozen"] == "image" and result["overall"]["avg_episode_length"] > 0
+    assert not (tmp_path / "evaluate.json").exists()
+
+
+def test_a_frozen_input_holds_the_reset_value_while_the_env_drives_on():
+    import numpy as np
+
+    from av_td3.config import HighwayEnvConfig
+    from av_td3.envs.highway import HighwayDrivingEnv
+    from av_td3.evaluate_run import FrozenInput
+
+    cfg = HighwayEnvConfig(image_height=16, image_width=16, camera="dashcam")
+    frozen, plain = FrozenInput(HighwayDrivingEnv(cfg, 0), "image"), HighwayDrivingEnv(cfg, 0)
+    first, _ = frozen.reset(seed=0)
+    plain.reset(seed=0)
+    for _ in range(10):
+        obs, *_ = frozen.step(np.array([0.0, 1.0], np.float32))
+        seen, *_ = plain.step(np.array([0.0, 1.0], np.float32))
+    assert np.array_equal(obs["image"], first["image"]) and not np.array_equal(seen["image"], first["image"])
+    assert np.array_equal(obs["vector"], seen["vector"]) and not np.array_equal(obs["vector"], first["vector"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["/no/such/run"], "no run directory at /no/such/run"),
     (["RUN", "--route", "/no/such.csv"], "no such route file"),
