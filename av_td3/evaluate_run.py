@@ -183,14 +183,23 @@ def load_policy(run_dir: Path, raw, render: bool = False):
     except RouteFileError as e:
         raise EvaluateError(str(e)) from None
     try:
-        agent = build_agent(raw, cfg, env.observation_space, env.action_space, resolve_device(cfg.device))
+        try:
+            agent = build_agent(raw, cfg, env.observation_space, env.action_space, resolve_device(cfg.device))
+        except ValueError as e:  # e.g. an image too small for the CNN
+            raise EvaluateError(f"config: {' '.join(str(e).split())}") from None
         ckpt = run_dir / CHECKPOINT
         try:
             state = checkpoint.load(ckpt)
         except Exception as e:  # noqa: BLE001 - a corrupt checkpoint is the user's input, reported in one line
             raise EvaluateError(f"{ckpt}: cannot load it ({type(e).__name__}: {e})") from None
         if hasattr(agent, "load_state_dict"):
-            agent.load_state_dict(state["agent"])
+            try:
+                agent.load_state_dict(state["agent"])
+            except (RuntimeError, KeyError) as e:  # an override changed the networks' shapes
+                first = str(e).strip().splitlines()
+                detail = " ".join(first[1].split()) if len(first) > 1 else " ".join(str(e).split())
+                raise EvaluateError(f"{ckpt}: the checkpoint does not fit the networks this config builds "
+                                    f"(an override that changes the observation or the networks?): {detail}") from None
     except BaseException:
         env.close()
         raise

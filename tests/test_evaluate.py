@@ -110,6 +110,8 @@ def test_a_frozen_input_holds_the_reset_value_while_the_env_drives_on():
     (["RUN", "--route", "/no/such.csv"], "no such route file"),
     (["RUN", "--routes", "nope"], "--routes nope: the run's env.route_splits has train, test"),
     (["RUN", "--", "agent.gamma=7"], "config: agent.gamma"),
+    (["RUN", "--", "env.image_height=48"], "the checkpoint does not fit the networks"),
+    (["RUN", "--", "env.image_height=24"], "config: image (24, 36) is too small for the CNN"),
 ])
 def test_evaluate_bad_input_exits_2_with_one_line(camera_run, args, message):
     r = subprocess.run(EVALUATE + [str(camera_run) if a == "RUN" else a for a in args], capture_output=True,
