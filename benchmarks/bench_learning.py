@@ -24,7 +24,8 @@ evaluation frames) and that ratio, the training phase's frames per second (evalu
 policy that fails its evaluations fast does not skew it) and that ratio, and with both learners on the
 same seeds a paired comparison of their final success and return (mean difference with a 95% bootstrap
 CI, Wilcoxon signed-rank p). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
-augmentation, no saturation or smoothness penalty, 1-step returns, uniform warm-up actions). Every
+augmentation, no saturation or smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up
+actions). Every
 contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time.
@@ -52,7 +53,7 @@ FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions p
 CONTENDERS = ("ours", "sb3", "classical", "random")
 # Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
 EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
-               "agent.smoothness_penalty=0", "exploration.warmup=uniform"]
+               "agent.smoothness_penalty=0", "agent.aux_weight=0", "exploration.warmup=uniform"]
 
 
 def compose(overrides: list[str]):
