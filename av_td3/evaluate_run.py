@@ -25,15 +25,14 @@ import math
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-
-from av_td3.envs.contract import IMAGE, VECTOR
 from av_td3.helptext import missing_paths, plain
 from av_td3.rundir import CHECKPOINT, CONFIG
 from av_td3.jsonsafe import jsonable
 
 EVALUATE_JSON = "evaluate.json"
-FREEZABLE = (IMAGE, VECTOR)
+# The observation's keys (envs/contract.py IMAGE, VECTOR), spelled here so that building the CLI's parser
+# imports no env code; --freeze checks the key against the run's observation space.
+FREEZABLE = ("image", "vector")
 COLUMNS = (("success_rate", "success", "{:.0%}"), ("crash_rate", "crashed", "{:.0%}"),
            ("off_road_rate", "off road", "{:.0%}"), ("timeout_rate", "timed out", "{:.0%}"),
            ("collisions_per_km", "coll/km", "{:.2f}"), ("mean_reward", "return", "{:.0f}"),
@@ -114,7 +113,7 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     import torch
 
     from av_td3 import video as videos
-    from av_td3.evaluation import evaluate_by_route
+    from av_td3.evaluation import FrozenInput, evaluate_by_route
     from av_td3.trainer import eval_seeds
 
     cfg, env, agent, state = load_policy(run_dir, raw, render=video)
@@ -146,24 +145,6 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     path.write_text(json.dumps(jsonable(result), indent=2))
     result["path"] = path
     return result
-
-
-class FrozenInput(gym.Wrapper):
-    """The observation's ``key`` held at its value from the episode's reset (``--freeze``): the env drives
-    on, the policy no longer sees that input change."""
-
-    def __init__(self, env: gym.Env, key: str):
-        super().__init__(env)
-        self.key = key
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self._held = obs[self.key]
-        return obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return {**obs, self.key: self._held}, reward, terminated, truncated, info
 
 
 def load_policy(run_dir: Path, raw, render: bool = False):

@@ -67,3 +67,21 @@ def run_episode(agent, env: gym.Env, seed: int, recorder=None, route: str | None
             recorder.add(obs, env)
         if terminated or truncated:
             return episode.result()
+
+
+class FrozenInput(gym.Wrapper):
+    """The observation's ``key`` held at its value from the episode's reset (``av-td3 evaluate
+    --freeze``): the env drives on, the policy no longer sees that input change."""
+
+    def __init__(self, env: gym.Env, key: str):
+        super().__init__(env)
+        self.key = key
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._held = obs[self.key]
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {**obs, self.key: self._held}, reward, terminated, truncated, info

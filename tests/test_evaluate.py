@@ -92,7 +92,7 @@ def test_a_frozen_input_holds_the_reset_value_while_the_env_drives_on():
 
     from av_td3.config import HighwayEnvConfig
     from av_td3.envs.highway import HighwayDrivingEnv
-    from av_td3.evaluate_run import FrozenInput
+    from av_td3.evaluation import FrozenInput
 
     cfg = HighwayEnvConfig(image_height=16, image_width=16, camera="dashcam")
     frozen, plain = FrozenInput(HighwayDrivingEnv(cfg, 0), "image"), HighwayDrivingEnv(cfg, 0)

@@ -168,8 +168,6 @@ class FrameStack:
     def push(self, frame: np.ndarray) -> np.ndarray:
         assert frame.shape == self.shape[1:] and frame.dtype == np.uint8, (frame.shape, frame.dtype)
         self._frames.append(frame)
-        if self.stride == 1:
-            return np.stack(self._frames)
         return np.stack(list(self._frames)[::self.stride])
 
 
