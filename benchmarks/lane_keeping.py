@@ -10,10 +10,14 @@ with the run's final policy on the embedded simulator and prints:
   steers by the lane has large gains and explains most of its steering);
 - lane invasions per km, split by where the ego was: in a turn (the route's heading changes by more than
   1/150 rad per m within 5 m), behind traffic (an obstacle ahead within 15 m) or on a straight with no
-  car close ahead, with the side of the centre line the ego was on;
+  car close ahead, with the side of the centre line the ego was on (in a turn: the inside or the
+  outside of it), and the ego's mean speed at those invasions against the route's target speed there
+  (a policy that takes turns faster than the route is built for cuts them or runs wide);
 - for an agent trained with an auxiliary head (agent.aux_weight), how well its CNN sees what the head
   predicts: the head's root-mean-square error and the targets' spread on every agent step, in the
-  targets' units (lateral m, heading rad, gap m, closing m/s).
+  targets' units (lateral m, heading rad, gap m, closing m/s), and the least-squares slope of the
+  prediction on the truth with their correlation (a slope well under 1 is a CNN that sees the car
+  nearer the centre line, or the car ahead nearer, than it is).
 
     python benchmarks/lane_keeping.py multirun/drive_from_camera/camera/seed=0 [--episodes 12] [-- OVERRIDES]
 """
@@ -50,6 +54,7 @@ def main() -> None:
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
+    speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
     head = getattr(agent.critic, "aux_head", None)
     seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
     for episode in range(args.episodes):
@@ -72,14 +77,18 @@ def main() -> None:
             for _, frame in frames:
                 driven += frame["distance_travelled"]
                 s = route.project(np.asarray(sim.ego.position)).s
-                turn = abs(math.remainder(route.yaw_at(min(s + TURN_WINDOW, route.length))
-                                          - route.yaw_at(max(s - TURN_WINDOW, 0.0)), math.tau)) / (2 * TURN_WINDOW)
-                where = "turn" if turn > TURN_RATE else "traffic" if frame["obstacle_distance"] < TRAFFIC_GAP \
-                    else "straight"
+                change = math.remainder(route.yaw_at(min(s + TURN_WINDOW, route.length))
+                                        - route.yaw_at(max(s - TURN_WINDOW, 0.0)), math.tau)  # + turning right
+                where = "turn" if abs(change) / (2 * TURN_WINDOW) > TURN_RATE \
+                    else "traffic" if frame["obstacle_distance"] < TRAFFIC_GAP else "straight"
                 metres[where] += frame["distance_travelled"]
                 if frame["lane_invasion"]:
                     invasions[where] += 1
-                    side[where, "left" if frame["lateral_deviation"] < 0 else "right"] += 1
+                    right = frame["lateral_deviation"] > 0
+                    side[where, ("inside" if right == (change > 0) else "outside") if where == "turn"
+                         else "right" if right else "left"] += 1
+                    target = np.interp(s, route.s, route.target_speed) if route.target_speed is not None else math.nan
+                    speeds[where].append((frame["speed"], target))
     env.close()
     x = np.array(fit)
     design = np.c_[x[:, 0], x[:, 1], np.ones(len(x))]
@@ -92,8 +101,11 @@ def main() -> None:
     for where in ("straight", "turn", "traffic"):
         km = metres[where] / 1000
         rate = invasions[where] / km if km else math.nan
+        sides = ("inside", "outside") if where == "turn" else ("left", "right")
+        at = (f"; at {np.mean([v for v, _ in speeds[where]]):.1f} m/s, the route's target "
+              f"{np.mean([t for _, t in speeds[where]]):.1f}") if speeds[where] else ""
         print(f"  {where:8s} {invasions[where]:3d} lane invasions over {metres[where]:5.0f} m = {rate:5.1f} per km "
-              f"(left of the centre line {side[where, 'left']}, right {side[where, 'right']})")
+              f"({sides[0]} {side[where, sides[0]]}, {sides[1]} {side[where, sides[1]]}{at})")
     if seen:
         from av_td3.envs.contract import privileged_units
 
@@ -103,7 +115,11 @@ def main() -> None:
         for k, name in enumerate(PRIVILEGED_TARGETS):
             scale, unit = units[name]
             rmse = np.sqrt(np.mean((predicted[:, k] - true[:, k]) ** 2)) * scale
-            print(f"  {name:17s} {rmse:.3f} {unit} (std {true[:, k].std() * scale:.3f} {unit})")
+            spread = true[:, k].std()
+            slope = np.cov(true[:, k], predicted[:, k])[0, 1] / spread**2 if spread > 0 else math.nan
+            corr = np.corrcoef(true[:, k], predicted[:, k])[0, 1] if spread > 0 else math.nan
+            print(f"  {name:17s} {rmse:.3f} {unit} (std {spread * scale:.3f} {unit}); "
+                  f"prediction = {slope:.2f} x truth, correlation {corr:.2f}")
 
 
 if __name__ == "__main__":
