@@ -235,27 +235,31 @@ class RandomPolicy:
         return self.space.sample()
 
 
-def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
-    """A contender that does not learn: its final evaluation is its score at every step."""
+def classical_agent(cfg, env):
+    """The classical controller (agent=classical's defaults) for ``env``, following the car ahead when the
+    observation carries the gap (env.observe_obstacle)."""
     import torch
 
     from av_td3.agents.classical import ClassicalAgent
     from av_td3.agents.spec import AgentSpec
     from av_td3.config import ClassicalConfig
+
+    c = ClassicalConfig()
+    spec = AgentSpec.from_spaces(env.observation_space, env.action_space, torch.device("cpu"),
+                                 cfg.clipping, step_seconds=cfg.env.step_seconds() * cfg.trainer.action_repeat,
+                                 obstacle_range=cfg.env.obstacle_range)
+    return ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase, c.dt,
+                          car_following=cfg.env.observe_obstacle)
+
+
+def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
+    """A contender that does not learn: its final evaluation is its score at every step."""
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluation import evaluate
     from av_td3.trainer import eval_seeds
 
     env = eval_env(cfg)
-    if name == "classical":
-        c = ClassicalConfig()
-        spec = AgentSpec.from_spaces(env.observation_space, env.action_space, torch.device("cpu"),
-                                     cfg.clipping, step_seconds=cfg.env.step_seconds() * cfg.trainer.action_repeat,
-                                     obstacle_range=cfg.env.obstacle_range)
-        agent = ClassicalAgent(spec, c.target_speed, c.kp, c.ki, c.kd, c.lookahead, c.wheelbase, c.dt,
-                               car_following=cfg.env.observe_obstacle)
-    else:
-        agent = RandomPolicy(env.action_space, cfg.seed)
+    agent = classical_agent(cfg, env) if name == "classical" else RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer
     final = evaluate(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes),
                      routes=eval_routes(cfg.env))

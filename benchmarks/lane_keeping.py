@@ -20,6 +20,12 @@ with the run's final policy on the embedded simulator and prints:
   nearer the centre line, or the car ahead nearer, than it is).
 
     python benchmarks/lane_keeping.py multirun/drive_from_camera/camera/seed=0 [--episodes 12] [-- OVERRIDES]
+
+``--classical`` drives the car-following classical controller (PID speed, Pure Pursuit on the route
+waypoints, IDM on the gap: privileged inputs) on ``+experiment=drive_from_camera``'s evaluation episodes
+instead of a run's policy, as ``bench_learning.py --contenders classical`` evaluates it:
+
+    python benchmarks/lane_keeping.py --classical [--episodes 12] [-- OVERRIDES]
 """
 
 from __future__ import annotations
@@ -36,11 +42,16 @@ TURN_RATE, TURN_WINDOW, TRAFFIC_GAP, MOVING = 1 / 150, 5.0, 15.0, 4.0  # rad/m, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, nargs="?", help="a run directory (not with --classical)")
+    p.add_argument("--classical", action="store_true", help="the car-following classical controller instead")
     p.add_argument("--episodes", type=int, default=12)
     p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
     args = p.parse_intermixed_args()  # overrides after the options, as the docstring shows
+    if args.classical and args.run_dir is not None:  # argparse fills the optional positional first
+        args.overrides, args.run_dir = [str(args.run_dir), *args.overrides], None
+    if (args.run_dir is None) != args.classical:
+        p.error("give a run directory or --classical")
 
     import torch
 
@@ -50,12 +61,15 @@ def main() -> None:
     from av_td3.evaluate_run import load_policy, load_run_config
 
     torch.set_num_threads(1)
-    raw, _ = load_run_config(args.run_dir, args.overrides)
-    cfg, env, agent, _ = load_policy(args.run_dir, raw)
+    if args.classical:
+        cfg, env, agent = classical(args.overrides)
+    else:
+        raw, _ = load_run_config(args.run_dir, args.overrides)
+        cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
-    head = getattr(agent.critic, "aux_head", None)
+    head = getattr(getattr(agent, "critic", None), "aux_head", None)
     seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
     for episode in range(args.episodes):
         options = {"route": routes[episode % len(routes)]} if routes else None
@@ -92,12 +106,16 @@ def main() -> None:
     env.close()
     x = np.array(fit)
     design = np.c_[x[:, 0], x[:, 1], np.ones(len(x))]
-    coef, *_ = np.linalg.lstsq(design, x[:, 2], rcond=None)
-    explained = 1 - np.sum((x[:, 2] - design @ coef) ** 2) / np.sum((x[:, 2] - x[:, 2].mean()) ** 2)
-    print(f"{args.run_dir}: {args.episodes} episodes")
-    print(f"first {args.straight:.0f} m of each route ({len(x)} agent steps): lateral offset mean {x[:, 0].mean():+.2f} m, "
-          f"std {x[:, 0].std():.2f} m; steering = {coef[0]:+.3f} * offset (m) {coef[1]:+.3f} * heading error (rad) "
-          f"{coef[2]:+.3f}, explaining {explained:.0%} of its variance")
+    print(f"{args.run_dir or 'the classical controller'}: {args.episodes} episodes")
+    head_line = (f"first {args.straight:.0f} m of each route ({len(x)} agent steps): lateral offset mean "
+                 f"{x[:, 0].mean():+.2f} m, std {x[:, 0].std():.2f} m")
+    if x[:, 0].std() < 0.01 or x[:, 1].std() < 1e-3:  # on the centre line throughout: nothing to fit on
+        print(f"{head_line}; no steering fit (the offset and heading error hardly vary)")
+    else:
+        coef, *_ = np.linalg.lstsq(design, x[:, 2], rcond=None)
+        explained = 1 - np.sum((x[:, 2] - design @ coef) ** 2) / np.sum((x[:, 2] - x[:, 2].mean()) ** 2)
+        print(f"{head_line}; steering = {coef[0]:+.3f} * offset (m) {coef[1]:+.3f} * heading error (rad) "
+              f"{coef[2]:+.3f}, explaining {explained:.0%} of its variance")
     for where in ("straight", "turn", "traffic"):
         km = metres[where] / 1000
         rate = invasions[where] / km if km else math.nan
@@ -120,6 +138,17 @@ def main() -> None:
             corr = np.corrcoef(true[:, k], predicted[:, k])[0, 1] if spread > 0 else math.nan
             print(f"  {name:17s} {rmse:.3f} {unit} (std {spread * scale:.3f} {unit}); "
                   f"prediction = {slope:.2f} x truth, correlation {corr:.2f}")
+
+
+def classical(overrides: list[str]):
+    """(validated config, eval env, agent): the car-following classical controller on drive_from_camera's
+    task, given the reference vector with the gap it steers and follows by (as bench_learning.py runs it)."""
+    from bench_learning import classical_agent, compose, eval_env
+
+    _, cfg = compose(["+experiment=drive_from_camera", "env.vector=reference", "env.observe_obstacle=true",
+                      *overrides])
+    env = eval_env(cfg)
+    return cfg, env, classical_agent(cfg, env)
 
 
 if __name__ == "__main__":
