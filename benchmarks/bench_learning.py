@@ -28,7 +28,10 @@ augmentation, no saturation or smoothness penalty, no auxiliary head, 1-step ret
 actions). Every
 contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
 ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
-a time.
+a time. A job that finished in an earlier call with the same ``--out``, experiment and overrides is not
+run again: its saved result (``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the
+rest, so ten paired seeds can be run a few at a time; an interrupted ``ours`` job resumes from its
+checkpoint, an SB3 job starts over.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
@@ -51,6 +54,10 @@ import numpy as np
 FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions per km"),
            ("mean_reward", "return"))
 CONTENDERS = ("ours", "sb3", "classical", "random")
+# OUT/runs/<contender>/seed=N/DONE: that job's result. A later call with the same task (experiment and
+# overrides) reuses it instead of training again, so a long paired comparison can be run a few seeds at a
+# time (or stopped and called again) and report every seed it has; a different task trains anew.
+DONE = "bench_result.json"
 # Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
 EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
                "agent.smoothness_penalty=0", "agent.aux_weight=0", "exploration.warmup=uniform"]
@@ -93,8 +100,16 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
         # The controller steers on route waypoints and follows the car ahead by its gap: a privileged
         # baseline on a camera task, given the reference vector with the gap.
         raw, cfg = compose([*common, *overrides, "env.vector=reference", "env.observe_obstacle=true"])
+    run_dir = Path(out) / "runs" / contender / f"seed={seed}"
+    done, task = run_dir / DONE, {"experiment": experiment, "overrides": overrides}
+    if done.is_file():  # finished by an earlier call on the same task: its result stands
+        saved = json.loads(done.read_text())
+        if saved["task"] == task:
+            return {"contender": contender, "seed": seed, **saved["result"], "reused": True}
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
-    result = fn(raw, cfg, Path(out) / "runs" / contender / f"seed={seed}", contender)
+    result = fn(raw, cfg, run_dir, contender)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"task": task, "result": result}, default=float))
     return {"contender": contender, "seed": seed, **result}
 
 
@@ -393,7 +408,8 @@ def main() -> None:
             results.append(r)
             final = r["evals"][-1]
             print(f"  {r['contender']} seed {r['seed']}: final success {final.get('success_rate', math.nan):.0%}, "
-                  f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s", flush=True)
+                  f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s"
+                  f"{' (an earlier call ran it: ' + DONE + ')' if r.pop('reused', False) else ''}", flush=True)
     report(results, cfg, args)
 
 
