@@ -1,7 +1,8 @@
 """How a trained driving policy keeps its lane, from its checkpoint: where it holds the car, whether its
 steering answers the lane position, and where its lane invasions happen.
 
-Drives ``--episodes`` evaluation episodes (the run's evaluation routes in turn, seeds 2000, 2001, ...)
+Drives ``--episodes`` evaluation episodes (the run's evaluation routes in turn, seeds 2000, 2001, ...;
+with ``--final``, the run's final evaluation episodes: its seeds, trainer.final_eval_episodes of them)
 with the run's final policy on the embedded simulator and prints:
 
 - on each route's first ``--straight`` metres (every agent step above 4 m/s): the mean and standard
@@ -13,6 +14,9 @@ with the run's final policy on the embedded simulator and prints:
   car close ahead, with the side of the centre line the ego was on (in a turn: the inside or the
   outside of it), and the ego's mean speed at those invasions against the route's target speed there
   (a policy that takes turns faster than the route is built for cuts them or runs wide);
+- collisions, split the same way and by kind: into the car ahead in the ego's lane (the lane corridor's
+  gap was under 2 m the frame before) or side-on, with the ego's offset from the centre line and
+  whether its footprint was over a marking (a car that cuts a turn into the next lane meets its traffic);
 - for an agent trained with an auxiliary head (agent.aux_weight), how well its CNN sees what the head
   predicts: the head's root-mean-square error and the targets' spread on every agent step, in the
   targets' units (lateral m, heading rad, gap m, closing m/s), and the least-squares slope of the
@@ -38,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 TURN_RATE, TURN_WINDOW, TRAFFIC_GAP, MOVING = 1 / 150, 5.0, 15.0, 4.0  # rad/m, m, m, m/s
+REAR_END_GAP = 2.0  # m bumper to bumper to the car ahead in the lane, the frame before a collision
 
 
 def main() -> None:
@@ -45,6 +50,7 @@ def main() -> None:
     p.add_argument("run_dir", type=Path, nargs="?", help="a run directory (not with --classical)")
     p.add_argument("--classical", action="store_true", help="the car-following classical controller instead")
     p.add_argument("--episodes", type=int, default=12)
+    p.add_argument("--final", action="store_true", help="the final evaluation's episodes instead of --episodes")
     p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
     args = p.parse_intermixed_args()  # overrides after the options, as the docstring shows
@@ -68,13 +74,20 @@ def main() -> None:
         cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
+    crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking) per collision
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
     head = getattr(getattr(agent, "critic", None), "aux_head", None)
     seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
-    for episode in range(args.episodes):
+    if args.final:  # the episodes the run's final evaluation drove
+        from av_td3.trainer import eval_seeds
+
+        seeds = eval_seeds(cfg.seed, cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes)
+    else:
+        seeds = [2000 + episode for episode in range(args.episodes)]
+    for episode, seed in enumerate(seeds):
         options = {"route": routes[episode % len(routes)]} if routes else None
-        obs, info = env.reset(seed=2000 + episode, options=options)
-        route, driven, done = sim.route, 0.0, False
+        obs, info = env.reset(seed=seed, options=options)
+        route, driven, done, gap = sim.route, 0.0, False, math.inf
         while not done:
             lateral, heading = info.get("lateral_deviation", 0.0), info.get("heading_error", 0.0)
             if head is not None and "obstacle_distance" in info:
@@ -103,10 +116,15 @@ def main() -> None:
                          else "right" if right else "left"] += 1
                     target = np.interp(s, route.s, route.target_speed) if route.target_speed is not None else math.nan
                     speeds[where].append((frame["speed"], target))
+                if frame["collision"]:
+                    crashes.append((where, "rear-end" if gap < REAR_END_GAP else "side-on",
+                                    frame["lateral_deviation"], frame["speed"], frame["marking_overlap"] > 0))
+                gap = frame["obstacle_distance"]
     env.close()
     x = np.array(fit)
     design = np.c_[x[:, 0], x[:, 1], np.ones(len(x))]
-    print(f"{args.run_dir or 'the classical controller'}: {args.episodes} episodes")
+    print(f"{args.run_dir or 'the classical controller'}: {len(seeds)} episodes"
+          f"{' (the final evaluation' + chr(39) + 's)' if args.final else ''}")
     head_line = (f"first {args.straight:.0f} m of each route ({len(x)} agent steps): lateral offset mean "
                  f"{x[:, 0].mean():+.2f} m, std {x[:, 0].std():.2f} m")
     if x[:, 0].std() < 0.01 or x[:, 1].std() < 1e-3:  # on the centre line throughout: nothing to fit on
@@ -124,6 +142,11 @@ def main() -> None:
               f"{np.mean([t for _, t in speeds[where]]):.1f}") if speeds[where] else ""
         print(f"  {where:8s} {invasions[where]:3d} lane invasions over {metres[where]:5.0f} m = {rate:5.1f} per km "
               f"({sides[0]} {side[where, sides[0]]}, {sides[1]} {side[where, sides[1]]}{at})")
+    total = sum(metres.values()) / 1000
+    print(f"  {len(crashes)} collisions over {total:.2f} km = {len(crashes) / total:.2f} per km" if total else "")
+    for where, kind, lateral, speed, over in crashes:
+        print(f"    {where:8s} {kind:8s} at {speed:4.1f} m/s, {lateral:+.2f} m off the centre line"
+              f"{', over a marking' if over else ''}")
     if seen:
         from av_td3.envs.contract import privileged_units
 
