@@ -23,6 +23,7 @@ CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
+EVAL_TABLE = "eval.csv"  # one row per evaluation: its step and every eval/ metric
 DONE = "DONE"
 ERROR = "error.txt"
 VIDEOS = "videos"

@@ -150,6 +150,17 @@ def test_a_kept_run_compares_as_the_run_with_its_train_split(camera_run, tmp_pat
         assert runs.loc[0, metric] == pytest.approx(expected)
         assert runs.loc[0, "score_source"] == "results.json"
 
+    # Its evaluation curves come from the eval.csv it keeps, equal to the run's event files; validate has
+    # nothing to check (no gradient logs) and says so without failing.
+    from av_td3.analysis.runs import load_run, read_scalars
+
+    tag = "eval/mean_reward"
+    original, from_table = read_scalars(load_run(camera_run), [tag])[tag], read_scalars(load_run(kept), [tag])[tag]
+    assert list(from_table.steps) == list(original.steps) and len(original.steps) >= 1
+    assert from_table.values == pytest.approx(original.values)
+    v = subprocess.run(CLI + ["validate", str(kept)], capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0 and "=> SKIP" in v.stdout and "a kept run" in v.stdout, v.stdout + v.stderr
+
     again = subprocess.run(CLI + ["keep", str(camera_run), str(kept)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr  # keeping again refreshes the kept files
     elsewhere = tmp_path / "notes"

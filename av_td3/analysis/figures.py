@@ -136,6 +136,9 @@ def honest_limits(ax, values: list[np.ndarray], log: bool = False) -> bool:
 
 def _legend_below(fig, handles, labels, title: str | None = None) -> None:
     """The legend under the axes (never over data), the axes laid out in the space above it."""
+    if not labels:  # nothing was drawn (runs without the scalars): no legend to lay out
+        fig.tight_layout()
+        return
     ncol = min(len(labels), 3)
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=FONT,
                title=title, title_fontsize=FONT, frameon=False)

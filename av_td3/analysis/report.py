@@ -246,7 +246,7 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
     rows = result["rows"]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
     ns = sorted({e["n"] for e in result["table"] if "n" in e})
-    verdicts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR")}
+    verdicts = {v: sum(r.verdict == v for r in reports) for v in ("PASS", "WARN", "FAIL", "ERROR", "SKIP")}
     md = [f"# {name} (size={size})", "",
           f"Reproduce: `{reproduce or reproduce_command(name, size, overrides)}`  ",
           f"Sweep: `python {' '.join(command[1:])}`  ",
@@ -295,7 +295,9 @@ def summary_markdown(name: str, size: str, overrides: list[str], sweep_dir: Path
         for caption, path in videos:
             md += [f"{caption}:", "", f"![{caption}]({path.relative_to(out)})", ""]
     md += ["## Validation (`av-td3 validate`)", "",
-           ", ".join(f"{v} {k}" for k, v in verdicts.items() if v) + " (details in `validate.txt`)", ""]
+           ", ".join(f"{v} {k}" for k, v in verdicts.items() if v) + " (details in `validate.txt`)"
+           + ("; SKIP: kept runs (`av-td3 keep`), whose event files stayed with the runs they were kept from"
+              if verdicts["SKIP"] else ""), ""]
     problems = [r for r in reports if r.verdict in ("FAIL", "ERROR")]
     md += [f"- {val.verdict_line(r)}" for r in problems]
     md += ["", "## Failed and unfinished runs", ""]

@@ -3,7 +3,8 @@
 A run directory's layout is av_td3/rundir.py (event files in RUN/ or, for runs of early versions, RUN/tb/).
 A multirun directory holds ``multirun.yaml`` and job directories at any depth. A plain TensorBoard log
 directory (event files, no ``.hydra``) or a single event file also loads, without a config. A kept run
-(results.json beside overrides.yaml, ``av-td3 keep``) loads with its results and config, without scalars.
+(results.json beside overrides.yaml, ``av-td3 keep``) loads with its results and config; its only scalars
+are its evaluations' (``eval/*``, from the eval.csv it keeps), so reports draw its learning curves.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
-from av_td3.rundir import (CONFIG, DONE, ERROR, KEPT_CONFIG, KEPT_OVERRIDES, OVERRIDES, RESULTS,  # noqa: F401
-                           TB)  # the layout, in one place
+from av_td3.rundir import (CONFIG, DONE, ERROR, EVAL_TABLE, KEPT_CONFIG, KEPT_OVERRIDES,  # noqa: F401
+                           OVERRIDES, RESULTS, TB)  # the layout, in one place
 
 # "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
 # reached is known only from its scalars.
@@ -135,12 +136,44 @@ def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
     missing = [t for t in tags if t not in run._cache]
     if missing:
         older = {a: c for a, c in tags_module.ALIASES.items() if c in missing}
-        found = _read_event_files(run.event_files, missing + list(older))
+        found = (_read_event_files(run.event_files, missing + list(older)) if run.event_files
+                 else _read_eval_table(run.path / EVAL_TABLE, missing) if run.kept else {})
         for alias, canonical in older.items():
             found.setdefault(canonical, found.get(alias))
         for t in missing:
             run._cache[t] = found.get(t)
     return {t: run._cache[t] for t in tags if run._cache[t] is not None}
+
+
+def _read_eval_table(path: Path, tags: list[str]) -> dict[str, Series]:
+    """The ``eval/<metric>`` series of a kept run, from its eval.csv (one row per evaluation, the columns
+    the trainer also writes as eval/ scalars; a blank or non-finite cell is a step the metric skipped, as
+    the events leave it out). No wall times: NaN."""
+    import csv
+    import math
+
+    import numpy as np
+
+    wanted = {t.removeprefix("eval/"): t for t in tags if t.startswith("eval/")}
+    if not wanted or not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    out: dict[str, Series] = {}
+    for column, tag in wanted.items():
+        points = {}
+        for row in rows:
+            try:
+                step, value = int(float(row["step"])), float(row.get(column) or "nan")
+            except (KeyError, ValueError):  # a row that is not an evaluation's: skipped, as a bad event record
+                continue
+            if math.isfinite(value):
+                points[step] = value  # one value per step: a resumed run's repeat of a step keeps the last
+        if points:
+            steps = np.array(sorted(points), dtype=np.int64)
+            out[tag] = Series(steps, np.array([points[s] for s in steps], dtype=np.float64),
+                              np.full(len(steps), np.nan))
+    return out
 
 
 # --- loading ------------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class Check:
 @dataclass
 class RunReport:
     path: str
-    verdict: str  # PASS | WARN | FAIL | ERROR
+    verdict: str  # PASS | WARN | FAIL | ERROR, or SKIP: nothing to validate (a kept run)
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None

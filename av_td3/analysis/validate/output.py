@@ -8,6 +8,8 @@ from av_td3.analysis.validate.checks import FAIL, PASS, SKIP, WARN, RunReport
 def format_report(r: RunReport) -> str:
     if r.verdict == "ERROR":
         return f"{r.path}\n  ERROR {r.error}"
+    if r.verdict == "SKIP":
+        return "\n".join([r.path, *(f"  ({n})" for n in r.notes), "  => SKIP"])
     lines = [r.path] + [f"  ({n})" for n in r.notes]
     width = max((len(c.name) for c in r.checks), default=0)
     lines += [f"  {c.status.upper():5s} {c.name:{width}s}  {c.message}" for c in r.checks]
@@ -20,6 +22,8 @@ def format_report(r: RunReport) -> str:
 def verdict_line(r: RunReport) -> str:
     if r.verdict == "ERROR":
         return f"ERROR  {r.path}  ({r.error})"
+    if r.verdict == "SKIP":
+        return f"SKIP   {r.path}  ({r.notes[0] if r.notes else 'not validated'})"
     first = next((c for c in r.checks if c.status == FAIL), None) or next(
         (c for c in r.checks if c.status == WARN), None)
     extra = (f", first {'failure' if first.status == FAIL else 'warning'}: {first.name}: {first.message}"

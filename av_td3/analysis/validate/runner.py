@@ -12,6 +12,10 @@ from av_td3.analysis.validate.checks import (LEVEL, Options, RunReport, _describ
                                              check_dead, check_finished, check_finite, check_frozen,
                                              check_gradients, check_limits, check_parts)
 
+KEPT_NOTE = ("a kept run (av-td3 keep): its event files stayed with the run it was kept from, so there are no "
+             "gradient logs to check here; validate that run")
+
+
 def _learns(run: RunDir) -> bool:
     # Learning agents have a policy delay; the classical controller has no config for it and no updates.
     return not run.has_config or run.setting("agent.policy_delay") is not None
@@ -21,6 +25,8 @@ def validate_run(run: RunDir, opts: Options) -> RunReport:
     report = RunReport(str(run.path), "PASS")
     if run.status == "unreadable":
         return RunReport(str(run.path), "ERROR", error=f"{run.path}: {run.error_line}")
+    if run.kept and not run.event_files:  # av-td3 keep leaves the event files behind: nothing to check
+        return RunReport(str(run.path), "SKIP", notes=[KEPT_NOTE])
     try:
         if not run.event_files:
             where = run.path
