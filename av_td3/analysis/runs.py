@@ -9,11 +9,15 @@ are its evaluations' (``eval/*``, from the eval.csv it keeps), so reports draw i
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files

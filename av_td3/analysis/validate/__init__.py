@@ -23,7 +23,8 @@ Checks, each PASS / WARN / FAIL (or SKIP where it does not apply), with its figu
                       least --frozen-below (a healthy step is ~1e-3; a frozen network's is far below)
   dead/<net>/<part>   the part's BEFORE gradient norm is above --dead-below on some logged update
   finished            the run completed (results.json and DONE)
-frozen and dead WARN by default and FAIL under --strict.
+frozen and dead WARN by default and FAIL under --strict. A kept run (``av-td3 keep``: results.json and
+overrides.yaml, no event files) has nothing to check: its verdict is SKIP, which fails nothing.
 
 The package, one job per module: ``checks`` (every check above, pure functions of a run's scalars),
 ``runner`` (one run: load, read once, check, verdict), ``output`` (report text, verdict line, exit
