@@ -29,7 +29,7 @@ with the run's final policy on the embedded simulator and prints:
 waypoints, IDM on the gap: privileged inputs) on ``+experiment=drive_from_camera``'s evaluation episodes
 instead of a run's policy, as ``bench_learning.py --contenders classical`` evaluates it:
 
-    python benchmarks/lane_keeping.py --classical [--episodes 12] [-- OVERRIDES]
+    python benchmarks/lane_keeping.py --classical [--episodes 12 | --final] [-- OVERRIDES]
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def main() -> None:
     env.close()
     x = np.array(fit)
     design = np.c_[x[:, 0], x[:, 1], np.ones(len(x))]
-    print(f"{args.run_dir or 'the classical controller'}: {len(seeds)} episodes"
-          f"{' (the final evaluation' + chr(39) + 's)' if args.final else ''}")
+    which = " (the final evaluation's)" if args.final else ""
+    print(f"{args.run_dir or 'the classical controller'}: {len(seeds)} episodes{which}")
     head_line = (f"first {args.straight:.0f} m of each route ({len(x)} agent steps): lateral offset mean "
                  f"{x[:, 0].mean():+.2f} m, std {x[:, 0].std():.2f} m")
     if x[:, 0].std() < 0.01 or x[:, 1].std() < 1e-3:  # on the centre line throughout: nothing to fit on
@@ -157,7 +157,7 @@ def main() -> None:
             scale, unit = units[name]
             rmse = np.sqrt(np.mean((predicted[:, k] - true[:, k]) ** 2)) * scale
             spread = true[:, k].std()
-            slope = np.cov(true[:, k], predicted[:, k])[0, 1] / spread**2 if spread > 0 else math.nan
+            slope = np.cov(true[:, k], predicted[:, k], bias=True)[0, 1] / spread**2 if spread > 0 else math.nan
             corr = np.corrcoef(true[:, k], predicted[:, k])[0, 1] if spread > 0 else math.nan
             print(f"  {name:17s} {rmse:.3f} {unit} (std {spread * scale:.3f} {unit}); "
                   f"prediction = {slope:.2f} x truth, correlation {corr:.2f}")
