@@ -3,8 +3,9 @@
 Copies the run's results.json, its csv tables (eval.csv, train.csv: every table the logger wrote), any
 evaluate*.json (``av-td3 evaluate``'s output), and its Hydra record flattened: .hydra/config.yaml ->
 DEST/config.yaml (the composed config), .hydra/overrides.yaml -> DEST/overrides.yaml. Kilobytes where
-the run holds hundreds of megabytes (its checkpoint and event files stay behind). ``av-td3 compare`` reads a kept run as the run: the same
-groups, seeds and final figures; it has no curves.
+the run holds hundreds of megabytes (its checkpoint and event files stay behind). ``av-td3 compare`` and
+``av-td3 report`` read a kept run as the run: the same groups, seeds and final figures, and its evaluation
+curves from eval.csv; no gradient curves (``av-td3 validate`` marks it SKIP).
 
     av-td3 keep multirun/drive_from_camera/camera/seed=0 results/drive_from_camera/seed0
 

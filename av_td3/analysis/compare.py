@@ -12,8 +12,8 @@ are left out of the statistics (only finished runs have a final evaluation).
 Runs that other TD3 code wrote (event files only, status ``foreign``) are scored from their scalars:
 ``final/<key>`` falls back to the last ``eval/<key>`` point, and ``final/mean_reward`` then to the mean of
 the last ``TRAIN_TAIL`` ``train/episode_reward`` points. Kept runs (``av-td3 keep``: results.json and the
-config, no event files) count as the runs they were, without curves. Exit status: 0, or 2 when no run has
-the metric.
+config, no event files) count as the runs they were, with their evaluation curves from eval.csv. Exit
+status: 0, or 2 when no run has the metric.
 """
 
 from __future__ import annotations

@@ -153,11 +153,6 @@ def _read_eval_table(path: Path, tags: list[str]) -> dict[str, Series]:
     """The ``eval/<metric>`` series of a kept run, from its eval.csv (one row per evaluation, the columns
     the trainer also writes as eval/ scalars; a blank or non-finite cell is a step the metric skipped, as
     the events leave it out). No wall times: NaN."""
-    import csv
-    import math
-
-    import numpy as np
-
     wanted = {t.removeprefix("eval/"): t for t in tags if t.startswith("eval/")}
     if not wanted or not path.is_file():
         return {}
