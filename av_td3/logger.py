@@ -15,6 +15,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from av_td3 import tags
+from av_td3.rundir import table_file
 
 log = logging.getLogger("av_td3")
 
@@ -43,7 +44,7 @@ class RunLogger:
         """Append a row to ``<table>.csv`` and print it. The header is the file's (the first row's keys);
         a row with keys it lacks (a run resumed by a version that reports more) widens it, the earlier
         rows left blank there, so no value lands under another column's name."""
-        path = self.run_dir / f"{table}.csv"
+        path = self.run_dir / table_file(table)
         header = self._headers.get(table) or _header(path)
         if header is not None and not set(values) <= set(header):
             header = header + [k for k in values if k not in header]

@@ -23,7 +23,8 @@ CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
-EVAL_TABLE = "eval.csv"  # one row per evaluation: its step and every eval/ metric
+TRAIN_TABLE = "train"  # the logger's tables, each RUN/<table>.csv (table_file): one row per episode
+EVAL_TABLE = "eval"  # one row per evaluation: its step and every eval/ metric
 DONE = "DONE"
 ERROR = "error.txt"
 VIDEOS = "videos"
@@ -31,3 +32,8 @@ LOCK = ".lock"
 KEPT_CONFIG = "config.yaml"
 KEPT_OVERRIDES = "overrides.yaml"
 TB = "tb"  # where runs written by early versions of av-td3 keep their event files
+
+
+def table_file(table: str) -> str:
+    """The file name of one of the logger's tables (``TRAIN_TABLE``, ``EVAL_TABLE``)."""
+    return f"{table}.csv"

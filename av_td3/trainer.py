@@ -42,7 +42,7 @@ from av_td3.evaluation import evaluate_by_route
 from av_td3.logger import RunLogger
 from av_td3.progress import Progress, postfix
 from av_td3.replay import ReplayBuffer
-from av_td3.rundir import DONE
+from av_td3.rundir import DONE, EVAL_TABLE, TRAIN_TABLE
 from av_td3.run_state import RunState
 from av_td3.stop_control import StopControl
 from av_td3.update_report import NonFiniteError, UpdateReporter  # noqa: F401  (NonFiniteError: the run's error)
@@ -256,7 +256,7 @@ class Trainer:
                   tags.EXPLORATION_NOISE: self.pool.explorers[0].std(step)}
         values |= {tags.reward_component(k): v for k, v in ep.components.items()}
         self.logger.scalars(values, step)
-        self.logger.row("train", {"step": step, "episode": self.state.episode, "return": ep.total,
+        self.logger.row(TRAIN_TABLE, {"step": step, "episode": self.state.episode, "return": ep.total,
                                   "length": ep.length, "success": int(ep.success)},
                         console=not self.cfg.trainer.progress_bar)
 
@@ -280,7 +280,7 @@ class Trainer:
         # A metric undefined this phase (no obstacle ahead: no TTC; no success: no completion time) is
         # left out of TensorBoard rather than written as NaN, which would look like a diverged run.
         self.logger.scalars({f"eval/{k}": v for k, v in summary.items() if math.isfinite(v)}, step)
-        self.logger.row("eval", {"step": step, **summary}, console=False)  # every metric: eval.csv
+        self.logger.row(EVAL_TABLE, {"step": step, **summary}, console=False)  # every metric: eval.csv
         line = f"eval | step={step} return={summary['mean_reward']:.1f}"
         if "success_rate" in summary:
             line += (f" success={summary['success_rate']:.0%} collisions/km={summary['collisions_per_km']:.3g} "

@@ -24,7 +24,7 @@ from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
 from av_td3.rundir import (CONFIG, DONE, ERROR, EVAL_TABLE, KEPT_CONFIG, KEPT_OVERRIDES,  # noqa: F401
-                           OVERRIDES, RESULTS, TB)  # the layout, in one place
+                           OVERRIDES, RESULTS, TB, table_file)  # the layout, in one place
 
 # "foreign": event files only (no .hydra, no results.json), as other TD3 code writes them: what the run
 # reached is known only from its scalars.
@@ -141,7 +141,7 @@ def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
     if missing:
         older = {a: c for a, c in tags_module.ALIASES.items() if c in missing}
         found = (_read_event_files(run.event_files, missing + list(older)) if run.event_files
-                 else _read_eval_table(run.path / EVAL_TABLE, missing) if run.kept else {})
+                 else _read_eval_table(run.path / table_file(EVAL_TABLE), missing) if run.kept else {})
         for alias, canonical in older.items():
             found.setdefault(canonical, found.get(alias))
         for t in missing:
