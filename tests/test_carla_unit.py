@@ -46,7 +46,7 @@ def state(x, y, yaw, speed=0.0, elapsed=0.0, ax=0.0, ay=0.0):
 def measure_at(route, ego, prev, **kw):
     args = dict(collision=False, lane_invasion=False, obstacle_distance=math.inf, obstacle_speed=0.0,
                 max_lateral_deviation=2.5, goal_radius=3.0, fallback_dt=0.05, half_size=(2.4, 1.0),
-                lane_width=3.5) | kw
+                lane_width=3.5, marking_geometry="outline") | kw
     return measure(route, ego, prev, **args)
 
 
@@ -84,15 +84,19 @@ def test_projection_signed_lateral_and_heading_error_on_the_straight(route):
     assert left.lateral == pytest.approx(-0.5, abs=1e-6)
 
 
-def test_measure_marking_overlap_from_the_ego_footprint(route):
+@pytest.mark.parametrize("geometry", ["outline", "lane_frame"])
+def test_measure_marking_overlap_from_the_ego_footprint(route, geometry):
     # 1 m right of the centre line, heading along it: the 2 m wide box reaches 2.0 m, 0.25 m past the
-    # 3.5 m lane's edge; turned by 0.1 rad its corners reach further.
-    q, _, _ = measure_at(route, state(250.0, 325.6, math.pi), Tracker(70.0, 0.0, 0.0, 0.0))
-    assert q.marking_overlap == pytest.approx(0.25, abs=1e-6)
-    q, _, _ = measure_at(route, state(250.0, 325.6, math.pi + 0.1), Tracker(70.0, 0.0, 0.0, 0.0))
-    assert q.marking_overlap == pytest.approx(1.0 + math.cos(0.1) + 2.4 * math.sin(0.1) - 1.75, abs=1e-6)
-    q, _, _ = measure_at(route, state(250.0, 326.1, math.pi), Tracker(70.0, 0.0, 0.0, 0.0))
-    assert q.marking_overlap == 0.0  # 0.5 m right: inside the lane
+    # 3.5 m lane's edge; turned by 0.1 rad its corners reach further. A straight stretch: both
+    # geometries place the box alike.
+    def overlap(x, y, yaw):
+        q, _, _ = measure_at(route, state(x, y, yaw), Tracker(70.0, 0.0, 0.0, 0.0), marking_geometry=geometry)
+        return q.marking_overlap
+
+    assert overlap(250.0, 325.6, math.pi) == pytest.approx(0.25, abs=1e-6)
+    assert overlap(250.0, 325.6, math.pi + 0.1) == pytest.approx(1.0 + math.cos(0.1) + 2.4 * math.sin(0.1) - 1.75,
+                                                                 abs=1e-6)
+    assert overlap(250.0, 326.1, math.pi) == 0.0  # 0.5 m right: inside the lane
 
 
 def test_projection_after_the_turn(route):

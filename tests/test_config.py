@@ -103,6 +103,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["clipping.critic.max_norm=5"], "clipping.critic"),  # a limit with mode none would be ignored
     (["env.frame_stack=0"], "env.frame_stack"),
     (["env.frame_stride=0"], "env.frame_stride"),
+    (["env.marking_geometry=straight"], "env.marking_geometry"),
     (["scenario.npc_vehicles=-3"], "scenario.npc_vehicles"),
 ])
 def test_impossible_values_name_the_key(compose, override, key):

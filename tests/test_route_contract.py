@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from av_td3.envs.contract import (N_WAYPOINTS, VECTOR_SIZE, FrameStack, build_vector, resize_area,
-                                  split_action, to_gray_uint8)
+from av_td3.envs.contract import (N_WAYPOINTS, VECTOR_SIZE, FrameStack, build_vector, marking_overlap,
+                                  resize_area, split_action, to_gray_uint8)
 from av_td3.envs.route import Route, to_vehicle_frame, wrap_angle
 
 STRAIGHT = Route(np.array([[0.0, 0.0], [100.0, 0.0]]))
@@ -56,6 +56,50 @@ def test_projecting_many_points_at_once_is_projecting_each_bit_for_bit():
     assert [(q.s, q.lateral, q.route_yaw, q.index) for q in together] == expected  # every float exactly
     assert [L_SHAPE.project(p) for p in points[:50]] == together[:50]
     assert L_SHAPE.project_many(np.zeros((0, 2))) == []
+
+
+@pytest.mark.parametrize("lateral, heading", [(0.0, 0.0), (0.6, 0.0), (-0.9, 0.0), (0.3, 0.2), (-0.2, -0.35),
+                                               (1.2, 0.5)])
+def test_footprint_overlap_on_a_straight_is_the_box_in_a_straight_lane(lateral, heading):
+    # 5 x 2 m car 50 m along a straight: both placements of the box are exact there.
+    exact = STRAIGHT.footprint_overlap(np.array([50.0, lateral]), heading, STRAIGHT.project([50.0, lateral]).index,
+                                       2.5, 1.0, 3.5)
+    assert exact == pytest.approx(marking_overlap(lateral, heading, 2.5, 1.0, 3.5), abs=1e-9)
+
+
+@pytest.mark.parametrize("radius", [8.0, 20.0])
+@pytest.mark.parametrize("offset, heading", [(0.0, 0.0), (-0.3, -0.2), (0.4, 0.15), (-0.7, 0.1), (0.2, -0.3)])
+def test_footprint_overlap_on_an_arc_is_the_box_against_the_lanes_circles(radius, offset, heading):
+    # A right turn (towards +y) about the centre (0, radius), densified from 1 degree steps; the car at a
+    # quarter of it, ``offset`` m right of the centre line (towards the inside), turned ``heading`` rad
+    # right of the route. The box's nearest point to the centre (clamped in its own frame) and its
+    # farthest corner give the overlap past the inner and outer circles of a 3.5 m lane.
+    a = np.radians(np.arange(0.0, 181.0))
+    arc = Route(np.c_[radius * np.sin(a), radius * (1 - np.cos(a))], spacing=0.1)
+    phi = math.radians(45.0)
+    centre = np.array([0.0, radius])
+    position = centre + (radius - offset) * np.array([math.sin(phi), -math.cos(phi)])
+    yaw = phi + heading
+    forward, right = np.array([math.cos(yaw), math.sin(yaw)]), np.array([-math.sin(yaw), math.cos(yaw)])
+    rel = centre - position
+    nearest = np.clip([rel @ forward, rel @ right], [-2.5, -1.0], [2.5, 1.0])
+    inner = (radius - 1.75) - np.hypot(*(rel - nearest[0] * forward - nearest[1] * right))
+    outer = max(np.hypot(*(position + x * forward + y * right - centre)) for x in (-2.5, 2.5) for y in (-1.0, 1.0)) \
+        - (radius + 1.75)
+    index = arc.project(position).index
+    # The polyline's chords and the outline's 0.5 m sampling stay within a centimetre of the circles.
+    assert arc.footprint_overlap(position, yaw, index, 2.5, 1.0, 3.5) == pytest.approx(max(inner, outer, 0.0), abs=0.01)
+
+
+def test_footprint_overlap_counts_fewer_on_the_inside_of_a_tight_turn_than_a_straight_lane():
+    # 0.45 m inside an 8 m arc's centre line, turned 0.2 rad into the turn: the straight-lane box
+    # reaches 0.17 m over the inside marking, the car itself does not touch it.
+    a = np.radians(np.arange(0.0, 181.0))
+    arc = Route(np.c_[8 * np.sin(a), 8 * (1 - np.cos(a))])
+    phi = math.radians(60.0)
+    position = np.array([0.0, 8.0]) + 7.55 * np.array([math.sin(phi), -math.cos(phi)])
+    assert marking_overlap(0.45, 0.2, 2.5, 1.0, 3.5) > 0.15
+    assert arc.footprint_overlap(position, phi + 0.2, arc.project(position).index, 2.5, 1.0, 3.5) == 0.0
 
 
 def test_heading_error_sign():

@@ -10,6 +10,7 @@ from av_td3.config.errors import check
 MAX_SUBSTEP_DELTA, MAX_SUBSTEPS = 0.01, 10  # CARLA's default world settings for physics substepping
 CAMERAS = ("topdown", "dashcam", "none")
 VECTORS = ("reference", "minimal", "none")
+MARKING_GEOMETRIES = ("outline", "lane_frame")
 
 
 @dataclass
@@ -126,6 +127,12 @@ class DrivingEnvConfig(EnvProcessConfig):
     frame_stride: int = 1
     max_episode_steps: int = 1000  # truncation (50 s at 20 Hz)
     max_lateral_deviation: float = 2.5  # m; beyond it the episode terminates (off road)
+    # Where the ego's footprint lies against its lane's markings (StepQuantities.marking_overlap, and the
+    # embedded simulator's lane invasions): "outline" projects the footprint's outline on the route, exact
+    # on curves as CARLA's lane invasion sensor sees the car; "lane_frame" sets the box at the centre's
+    # offset and heading error in a straight lane, which on an arc puts the corners of a car turned into
+    # the turn up to half_length^2 / (2 radius) nearer the inside marking than they are (contract.py).
+    marking_geometry: str = "outline"
     goal_radius: float = 3.0  # m; within it of the goal the route is complete
     # The nearest vehicle ahead within this range gives the obstacle distance and TTC (CARLA's obstacle
     # sensor; the embedded simulator measures the same in the ego's lane corridor).
@@ -182,6 +189,8 @@ class DrivingEnvConfig(EnvProcessConfig):
             value = getattr(self, name)
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
         check(self.max_lateral_deviation > 0, f"{key}.max_lateral_deviation", "must be positive")
+        check(self.marking_geometry in MARKING_GEOMETRIES, f"{key}.marking_geometry",
+              f"must be one of {', '.join(MARKING_GEOMETRIES)}, got {self.marking_geometry!r}")
         check(self.goal_radius > 0, f"{key}.goal_radius", "must be positive")
         for name in ("obstacle_range", "npc_min_distance"):
             check(getattr(self, name) > 0, f"{key}.{name}", f"must be positive, got {getattr(self, name)}")

@@ -13,7 +13,9 @@ standing. NPCs are highway-env IDM vehicles (with MOBIL lane changes) on both la
 Per step (dt = 1 / simulation_frequency): the ego's action is set, every NPC decides, highway-env steps
 all vehicles and their collisions, NPCs past the goal leave, then the quantities are measured:
 - lane invasion: the ego's footprint starts to cross a marking of its lane (the divider or the road
-  edge), i.e. |lat| + (W/2)|cos he| + (L/2)|sin he| > lane_width / 2 on this step and not the previous;
+  edge): some point of its outline is more than lane_width / 2 from the route on this step and not the
+  previous (``Route.footprint_overlap``; with env.marking_geometry=lane_frame, |lat| + (W/2)|cos he| +
+  (L/2)|sin he| > lane_width / 2, the box in a straight lane);
 - collision (highway-env's ``crashed``) and route completion (within ``goal_radius`` of the goal) are
   reported on the step they happen; both end the episode, as does off road (|lat| > max_lateral_deviation);
 - obstacle: the nearest NPC ahead along the route whose lateral offset from the ego is less than half
@@ -296,7 +298,12 @@ class HighwayDrivingEnv(gym.Env):
         jerk = (accel - self._accel) / dt
         yaw_rate = wrap_angle(ego.heading - self._heading) / dt
         # The ego touches a marking when its footprint passes half a lane from the centre line.
-        overlap = marking_overlap(proj.lateral, heading_error, ego.LENGTH / 2, ego.WIDTH / 2, cfg.reward.lane_width)
+        if cfg.marking_geometry == "outline":
+            overlap = self.route.footprint_overlap(ego.position, float(ego.heading), proj.index, ego.LENGTH / 2,
+                                                   ego.WIDTH / 2, cfg.reward.lane_width)
+        else:
+            overlap = marking_overlap(proj.lateral, heading_error, ego.LENGTH / 2, ego.WIDTH / 2,
+                                      cfg.reward.lane_width)
         invading = overlap > 0.0
         crashed = bool(ego.crashed)
         completed = bool(np.hypot(*(ego.position - self.route.goal)) <= cfg.goal_radius)

@@ -202,7 +202,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
                              obstacle_distance=math.inf, obstacle_speed=0.0,
                              max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
                              fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
-                             lane_width=cfg.reward.lane_width,
+                             lane_width=cfg.reward.lane_width, marking_geometry=cfg.marking_geometry,
                              route_speed_deceleration=cfg.reward.route_speed_deceleration)
         self._steps = 0
         self._stack.reset()
@@ -225,7 +225,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
             max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
             fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size, lane_width=cfg.reward.lane_width,
-            route_speed_deceleration=cfg.reward.route_speed_deceleration)
+            marking_geometry=cfg.marking_geometry, route_speed_deceleration=cfg.reward.route_speed_deceleration)
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:

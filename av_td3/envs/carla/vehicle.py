@@ -77,12 +77,13 @@ class Tracker:
 def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
             obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
             goal_radius: float, fallback_dt: float, half_size: tuple[float, float], lane_width: float,
-            route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
+            marking_geometry: str, route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
     ``half_size``: the ego's bounding-box half length and half width (m), whose footprint
-    ``marking_overlap`` measures against a lane ``lane_width`` m wide."""
+    ``marking_overlap`` measures against a lane ``lane_width`` m wide, placed as ``marking_geometry``
+    says (env.marking_geometry). The lane invasion is CARLA's sensor's."""
     dt = ego.elapsed - prev.elapsed
     if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
         dt = fallback_dt
@@ -112,6 +113,8 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         dt=dt,
         distance_travelled=abs(speed) * dt,
         speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
-        marking_overlap=marking_overlap(proj.lateral, heading_error, *half_size, lane_width),
+        marking_overlap=(route.footprint_overlap(ego.position, ego.yaw, proj.index, *half_size, lane_width)
+                         if marking_geometry == "outline" else
+                         marking_overlap(proj.lateral, heading_error, *half_size, lane_width)),
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
