@@ -2,9 +2,11 @@
 
     python benchmarks/profile_loop.py 30000                       # +experiment=learn_to_drive, 30k frames
     python benchmarks/profile_loop.py 30000 agent.encoder=separate
+    python benchmarks/profile_loop.py 12000 +experiment=drive_from_camera    # another experiment
 
-Runs ``+experiment=learn_to_drive`` (plus any overrides) to the given number of env frames in a temporary
-run dir, one torch thread, with the allocator set as av-td3-train sets it, and prints the wall time and,
+Runs ``+experiment=learn_to_drive`` (or the one given; plus any overrides) to the given number of env
+frames in a temporary run dir, one torch thread, with the allocator set as av-td3-train sets it, and
+prints the wall time and,
 per phase (update, replay sampling, env steps of training and evaluation, acting, evaluations,
 checkpoints, logging, replay writes), the seconds, calls and milliseconds per call. Phases nest
 (evaluations hold env steps and actions), so their shares need not add up to the wall time. The timers
@@ -54,18 +56,20 @@ def main() -> None:
     if len(sys.argv) < 2 or not sys.argv[1].isdigit():
         raise SystemExit(__doc__)
     frames, overrides = int(sys.argv[1]), sys.argv[2:]
+    experiment = next((o for o in overrides if o.startswith("+experiment=")), "+experiment=learn_to_drive")
+    overrides = [o for o in overrides if o != experiment]
     torch.set_num_threads(1)
     tune_allocator()
     seconds, calls = collections.Counter(), collections.Counter()
     for owner, name, label in PHASES:
         timed(owner, name, label, seconds, calls)
-    raw, cfg = bench_learning.compose(["+experiment=learn_to_drive", "device=cpu", "torch_threads=1",
+    raw, cfg = bench_learning.compose([experiment, "device=cpu", "torch_threads=1",
                                        "trainer.progress_bar=false", f"trainer.total_steps={frames}", *overrides])
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
         trainer.Trainer(raw, cfg, Path(run_dir)).run()
         wall = time.perf_counter() - t0
-    print(f"{frames} env frames of +experiment=learn_to_drive {' '.join(overrides)}: wall {wall:.1f} s")
+    print(f"{frames} env frames of {experiment} {' '.join(overrides)}: wall {wall:.1f} s")
     for label, s in seconds.most_common():
         print(f"  {label:24s} {s:7.1f} s ({100 * s / wall:4.1f}%)  {calls[label]:7d} calls  "
               f"{1e3 * s / calls[label]:7.2f} ms per call")
