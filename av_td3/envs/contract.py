@@ -269,6 +269,8 @@ _STEP_FIELDS = tuple(f.name for f in fields(StepQuantities))
 def marking_overlap(lateral: float, heading_error: float, half_length: float, half_width: float,
                     lane_width: float) -> float:
     """m the footprint (a half_length x half_width box at ``lateral`` m from the lane's centre line, turned
-    ``heading_error`` from it) reaches past the nearer edge of a lane ``lane_width`` m wide; 0 inside."""
+    ``heading_error`` from it) reaches past the nearer edge of a lane ``lane_width`` m wide; 0 inside. The
+    lane is taken as straight (env.marking_geometry=lane_frame); ``Route.footprint_overlap`` places the
+    footprint on the route itself (the default)."""
     extent = abs(lateral) + half_width * abs(math.cos(heading_error)) + half_length * abs(math.sin(heading_error))
     return max(extent - lane_width / 2, 0.0)

@@ -77,7 +77,8 @@ class Tracker:
 def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
             obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
             goal_radius: float, fallback_dt: float, half_size: tuple[float, float], lane_width: float,
-            marking_geometry: str, route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
+            marking_geometry: str, route_speed_deceleration: float | None = None
+            ) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
