@@ -31,7 +31,8 @@ contender's evaluations drive the same episodes: the trainer's evaluation routes
 a time. A job that finished in an earlier call with the same ``--out``, experiment and overrides is not
 run again: its saved result (``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the
 rest, so ten paired seeds can be run a few at a time; an interrupted ``ours`` job resumes from its
-checkpoint, an SB3 job starts over.
+checkpoint, an SB3 job starts over. A reused result whose composed config differs from what the same
+command composes now (a default changed in between) is named, with the settings that differ.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
@@ -102,15 +103,44 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
         raw, cfg = compose([*common, *overrides, "env.vector=reference", "env.observe_obstacle=true"])
     run_dir = Path(out) / "runs" / contender / f"seed={seed}"
     done, task = run_dir / DONE, {"experiment": experiment, "overrides": overrides}
+    config = flat_config(raw)
     if done.is_file():  # finished by an earlier call on the same task: its result stands
         saved = json.loads(done.read_text())
         if saved["task"] == task:
+            # The same command composes another config once a default changes: say which settings the
+            # saved run had otherwise, so a comparison that spans such a change knows it does.
+            then = saved.get("config")
+            changed = sorted(k for k in set(config) | set(then or {}) if (then or {}).get(k) != config.get(k))
+            if then is None:
+                print(f"  note: {contender} seed {seed}'s saved result is reused; its composed config was "
+                      "not saved, so it is not checked against this call's", flush=True)
+            elif changed:
+                diff = "; ".join(f"{k}: {then.get(k, '(absent)')}, now {config.get(k, '(absent)')}" for k in changed)
+                print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
+                      f"config ({diff})", flush=True)
             return {"contender": contender, "seed": seed, **saved["result"], "reused": True}
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
     result = fn(raw, cfg, run_dir, contender)
     run_dir.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps({"task": task, "result": result}, default=float))
+    done.write_text(json.dumps({"task": task, "config": config, "result": result}, default=float))
     return {"contender": contender, "seed": seed, **result}
+
+
+def flat_config(raw) -> dict[str, object]:
+    """The composed config as dotted keys -> values (JSON's types), what a saved job is checked against."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, object] = {}
+
+    def walk(node, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+
+    walk(OmegaConf.to_container(raw, resolve=True), "")
+    return out
 
 
 def evaluation_frames(evals: list[dict], t) -> int:
