@@ -110,11 +110,10 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
             # The same command composes another config once a default changes: say which settings the
             # saved run had otherwise, so a comparison that spans such a change knows it does.
             then = saved.get("config")
-            changed = sorted(k for k in set(config) | set(then or {}) if (then or {}).get(k) != config.get(k))
             if then is None:
                 print(f"  note: {contender} seed {seed}'s saved result is reused; its composed config was "
                       "not saved, so it is not checked against this call's", flush=True)
-            elif changed:
+            elif changed := sorted(k for k in then.keys() | config.keys() if then.get(k) != config.get(k)):
                 diff = "; ".join(f"{k}: {then.get(k, '(absent)')}, now {config.get(k, '(absent)')}" for k in changed)
                 print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
                       f"config ({diff})", flush=True)
