@@ -103,18 +103,17 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
         raw, cfg = compose([*common, *overrides, "env.vector=reference", "env.observe_obstacle=true"])
     run_dir = Path(out) / "runs" / contender / f"seed={seed}"
     done, task = run_dir / DONE, {"experiment": experiment, "overrides": overrides}
-    config = flat_config(raw)
+    config = plain_config(raw)
     if done.is_file():  # finished by an earlier call on the same task: its result stands
         saved = json.loads(done.read_text())
         if saved["task"] == task:
             # The same command composes another config once a default changes: say which settings the
             # saved run had otherwise, so a comparison that spans such a change knows it does.
-            then = saved.get("config")
-            if then is None:
+            if "config" not in saved:
                 print(f"  note: {contender} seed {seed}'s saved result is reused; its composed config was "
                       "not saved, so it is not checked against this call's", flush=True)
-            elif changed := sorted(k for k in then.keys() | config.keys() if then.get(k) != config.get(k)):
-                diff = "; ".join(f"{k}: {then.get(k, '(absent)')}, now {config.get(k, '(absent)')}" for k in changed)
+            elif changed := changed_settings(saved["config"], config):
+                diff = "; ".join(f"{k}: {then}, now {now}" for k, (then, now) in changed.items())
                 print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
                       f"config ({diff})", flush=True)
             return {"contender": contender, "seed": seed, **saved["result"], "reused": True}
@@ -125,21 +124,20 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
     return {"contender": contender, "seed": seed, **result}
 
 
-def flat_config(raw) -> dict[str, object]:
-    """The composed config as dotted keys -> values (JSON's types), what a saved job is checked against."""
+def plain_config(raw) -> dict:
+    """The composed config as JSON holds it (nested dicts, lists; what bench_result.json saves)."""
     from omegaconf import OmegaConf
 
-    out: dict[str, object] = {}
+    return json.loads(json.dumps(OmegaConf.to_container(raw, resolve=True), default=str))
 
-    def walk(node, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
 
-    walk(OmegaConf.to_container(raw, resolve=True), "")
-    return out
+def changed_settings(then: dict, now: dict) -> dict[str, tuple]:
+    """Dotted key -> (value then, value now) for every setting two composed configs hold differently."""
+    from av_td3.analysis.runs import flatten_config
+
+    then, now = flatten_config(then), flatten_config(now)
+    return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
+            if then.get(k, "(absent)") != now.get(k, "(absent)")}
 
 
 def evaluation_frames(evals: list[dict], t) -> int:

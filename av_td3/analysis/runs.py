@@ -87,17 +87,7 @@ class RunDir:
 
     def flat_config(self) -> dict[str, Any]:
         """The composed config as dotted keys -> values (lists as tuples): what tells runs apart."""
-        out: dict[str, Any] = {}
-
-        def walk(node: Any, prefix: str) -> None:
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    walk(v, f"{prefix}{k}.")
-            else:
-                out[prefix[:-1]] = tuple(node) if isinstance(node, list) else node
-
-        walk(self.config, "")
-        return out
+        return flatten_config(self.config)
 
     @property
     def foreign(self) -> bool:
@@ -131,6 +121,21 @@ class RunDir:
             if alias in data and canonical not in data:
                 data[canonical] = data[alias]
         return data
+
+
+def flatten_config(config: dict) -> dict[str, Any]:
+    """A composed config (plain nested dicts) as dotted keys -> values, lists as tuples."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = tuple(node) if isinstance(node, list) else node
+
+    walk(config, "")
+    return out
 
 
 def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:

@@ -43,7 +43,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, marking_overlap, observation_space, split_action)
+                                  StepQuantities, observation_space, split_action)
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
@@ -298,12 +298,8 @@ class HighwayDrivingEnv(gym.Env):
         jerk = (accel - self._accel) / dt
         yaw_rate = wrap_angle(ego.heading - self._heading) / dt
         # The ego touches a marking when its footprint passes half a lane from the centre line.
-        if cfg.marking_geometry == "outline":
-            overlap = self.route.footprint_overlap(ego.position, float(ego.heading), proj.index, ego.LENGTH / 2,
-                                                   ego.WIDTH / 2, cfg.reward.lane_width)
-        else:
-            overlap = marking_overlap(proj.lateral, heading_error, ego.LENGTH / 2, ego.WIDTH / 2,
-                                      cfg.reward.lane_width)
+        overlap = self.route.marking_overlap(cfg.marking_geometry, ego.position, float(ego.heading), proj,
+                                             ego.LENGTH / 2, ego.WIDTH / 2, cfg.reward.lane_width)
         invading = overlap > 0.0
         crashed = bool(ego.crashed)
         completed = bool(np.hypot(*(ego.position - self.route.goal)) <= cfg.goal_radius)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from av_td3.envs.contract import N_WAYPOINTS, WAYPOINT_SPACING
+from av_td3.envs.contract import N_WAYPOINTS, WAYPOINT_SPACING, marking_overlap
 
 # What Route.command calls a turn: a stretch where the heading, averaged over TURN_SMOOTHING m, changes
 # faster than 1 / TURN_RADIUS per metre (gaps under TURN_GAP m bridged), turning TURN_ANGLE in all.
@@ -109,17 +109,23 @@ class Route:
         p = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
         if not len(p):
             return []
-        rel = p[:, None, :] - self.xy[:-1]
-        t = np.clip(np.einsum("kij,ij->ki", rel, self.seg_dir), 0.0, self.seg_len)
-        closest = self.xy[:-1] + self.seg_dir * t[:, :, None]
-        nearest = np.argmin(np.sum((p[:, None, :] - closest) ** 2, axis=2), axis=1).tolist()
+        nearest, t, offsets = self._closest(p, 0, len(self.seg_len))
         out = []
-        for k, i in enumerate(nearest):
+        for i, along, off in zip(nearest.tolist(), t, offsets):
             yaw = float(self.seg_yaw[i])
-            off = p[k] - closest[k, i]
             lateral = -off[0] * math.sin(yaw) + off[1] * math.cos(yaw)
-            out.append(Projection(s=float(self.s[i] + t[k, i]), lateral=float(lateral), route_yaw=yaw, index=i))
+            out.append(Projection(s=float(self.s[i] + along), lateral=float(lateral), route_yaw=yaw, index=i))
         return out
+
+    def _closest(self, p: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each (x, y) row of ``p``, its closest point on segments lo..hi-1: the segment's index, the
+        metres along it, and the row minus that point."""
+        start, direction = self.xy[lo:hi], self.seg_dir[lo:hi]
+        t = np.clip(np.einsum("kij,ij->ki", p[:, None, :] - start, direction), 0.0, self.seg_len[lo:hi])
+        closest = start + direction * t[:, :, None]
+        nearest = np.argmin(np.sum((p[:, None, :] - closest) ** 2, axis=2), axis=1)
+        rows = np.arange(len(p))
+        return lo + nearest, t[rows, nearest], p - closest[rows, nearest]
 
     def footprint_overlap(self, position: np.ndarray, yaw: float, index: int, half_length: float,
                           half_width: float, lane_width: float) -> float:
@@ -137,15 +143,19 @@ class Route:
         # Segments within reach of any outline point: a point's nearest route point is at most its
         # distance from the centre (plus the centre's offset) farther along the route.
         reach = int(math.ceil((half_length + half_width + lane_width) / (self.s[1] - self.s[0]))) + 1
-        lo, hi = max(index - reach, 0), min(index + reach + 1, len(self.seg_len))
-        start, direction, length = self.xy[lo:hi], self.seg_dir[lo:hi], self.seg_len[lo:hi]
-        rel = points[:, None, :] - start
-        t = np.clip(np.einsum("kij,ij->ki", rel, direction), 0.0, length)
-        off = rel - direction * t[:, :, None]
-        nearest = np.argmin(np.einsum("kij,kij->ki", off, off), axis=1)
-        off, direction = off[np.arange(len(points)), nearest], direction[nearest]
+        nearest, _, off = self._closest(points, max(index - reach, 0), min(index + reach + 1, len(self.seg_len)))
+        direction = self.seg_dir[nearest]
         lateral = off[:, 1] * direction[:, 0] - off[:, 0] * direction[:, 1]  # the offset across the segment
         return max(float(np.abs(lateral).max()) - lane_width / 2, 0.0)
+
+    def marking_overlap(self, geometry: str, position: np.ndarray, yaw: float, proj: Projection,
+                        half_length: float, half_width: float, lane_width: float) -> float:
+        """StepQuantities.marking_overlap of a vehicle at ``position``, heading ``yaw`` (``proj``: its
+        projection), with its footprint placed as env.marking_geometry says: ``outline``
+        (``footprint_overlap``) or ``lane_frame`` (``contract.marking_overlap``, a straight lane)."""
+        if geometry == "outline":
+            return self.footprint_overlap(position, yaw, proj.index, half_length, half_width, lane_width)
+        return marking_overlap(proj.lateral, wrap_angle(yaw - proj.route_yaw), half_length, half_width, lane_width)
 
     def point_at(self, s: np.ndarray | float) -> np.ndarray:
         """(x, y) at arc length(s), clamped to the route's ends."""

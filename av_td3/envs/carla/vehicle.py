@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
-from av_td3.envs.contract import StepQuantities, marking_overlap, split_action
+from av_td3.envs.contract import StepQuantities, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
 
 
@@ -114,8 +114,6 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         dt=dt,
         distance_travelled=abs(speed) * dt,
         speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
-        marking_overlap=(route.footprint_overlap(ego.position, ego.yaw, proj.index, *half_size, lane_width)
-                         if marking_geometry == "outline" else
-                         marking_overlap(proj.lateral, heading_error, *half_size, lane_width)),
+        marking_overlap=route.marking_overlap(marking_geometry, ego.position, ego.yaw, proj, *half_size, lane_width),
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
