@@ -23,7 +23,11 @@ bootstrap CIs (rliable, via ``av_td3.analysis.stats``), the wall time of each le
 evaluation frames) and that ratio, the training phase's frames per second (evaluation time excluded, so a
 policy that fails its evaluations fast does not skew it) and that ratio, and with both learners on the
 same seeds a paired comparison of their final success and return (mean difference with a 95% bootstrap
-CI, Wilcoxon signed-rank p). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
+CI, Wilcoxon signed-rank p). Each learner's evaluations also record the actor's mean |output before its tanh|
+on the observations they drive through (``actor_pre_tanh_abs``, the quantity ours logs in training as
+``train/actor_pre_tanh_abs``), and the output names a learner whose actor stayed saturated (above 3: tanh
+passes under 1% of the gradient back) from some evaluation to the end: a run that does not learn says why
+it does not. ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
 augmentation, no saturation or smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up
 actions). Every
 contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
@@ -60,6 +64,8 @@ CONTENDERS = ("ours", "sb3", "classical", "random")
 # time (or stopped and called again) and report every seed it has; a different task trains anew.
 DONE = "bench_result.json"
 # Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
+# Mean |pre-tanh| above this at every evaluation from some point on: a saturated actor (tanh'(3) = 0.0099).
+SATURATED = 3.0
 EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
                "agent.smoothness_penalty=0", "agent.aux_weight=0", "exploration.warmup=uniform"]
 
@@ -151,19 +157,35 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
     from av_td3.trainer import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
     trainer = Trainer(raw, cfg, run_dir)
-    evaluate, eval_s = trainer._evaluate, [0.0]
+    evaluate, eval_s, saturation = trainer._evaluate, [0.0], []
+
+    agent = trainer.agent
+
+    @torch.no_grad()
+    def pre_tanh(obs):
+        batch = {k: torch.as_tensor(v).unsqueeze(0) for k, v in obs.items()}
+        return agent.pre_tanh(batch)[0].numpy()
 
     def timed_evaluate(*args, **kwargs):  # the evaluation phases' wall time, to leave it out of training's
+        probe = SaturationProbe(agent, pre_tanh)
+        trainer.agent = probe  # what the trainer's evaluation drives with; training never sees it
         t0 = time.perf_counter()
         try:
             return evaluate(*args, **kwargs)
         finally:
             eval_s[0] += time.perf_counter() - t0
+            trainer.agent = agent
+            saturation.append(probe.mean())
 
     trainer._evaluate = timed_evaluate
     trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
+    # This call's evaluations are the last ones (a resumed run's earlier phases were probed in a call before)
+    for e, sat in zip(evals[len(evals) - len(saturation):], saturation):
+        e["actor_pre_tanh_abs"] = sat
     # The run's wall time over all its segments (a resumed run counts its earlier ones too; its earlier
     # evaluations' time is not known, so a resumed run's training phase looks slower than it was).
     return {"evals": evals, "wall_s": trainer.elapsed(), "eval_s": eval_s[0], "frames": trainer.step}
@@ -224,6 +246,20 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     evals: list[dict] = []
     eval_s = [0.0]
 
+    def pre_tanh(model):
+        """SB3's actor before its tanh (actor.mu ends in nn.Tanh), on one observation."""
+        def fn(obs):
+            with torch.no_grad():
+                x = model.policy.obs_to_tensor(obs)[0]
+                features = model.actor.extract_features(x, model.actor.features_extractor)
+                return model.actor.mu[:-1](features)[0].numpy()
+        return fn
+
+    def probed(model, n_episodes: int) -> dict:
+        probe = SaturationProbe(Policy(model), pre_tanh(model))
+        result = evaluate(probe, test_env, eval_seeds(cfg.seed, n_episodes), routes=routes)
+        return {**result, "actor_pre_tanh_abs": probe.mean()}
+
     def timed(fn):
         t0 = time.perf_counter()
         try:
@@ -237,9 +273,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
         def _on_step(self) -> bool:
             frames = self.num_timesteps * k
             if t.eval_every and frames % t.eval_every < k and frames < t.total_steps:
-                evals.append({"step": frames, **timed(lambda: evaluate(Policy(self.model), test_env,
-                                                                       eval_seeds(cfg.seed, t.eval_episodes),
-                                                                       routes=routes))})
+                evals.append({"step": frames, **timed(lambda: probed(self.model, t.eval_episodes))})
             return True
 
     model = TD3("MultiInputPolicy", train_env, learning_rate=a.critic_lr, buffer_size=t.replay_capacity,
@@ -251,8 +285,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
                                    share_features_extractor=False))
     t0 = time.perf_counter()
     model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
-    final = timed(lambda: evaluate(Policy(model), test_env,
-                                   eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes), routes=routes))
+    final = timed(lambda: probed(model, t.final_eval_episodes or t.eval_episodes))
     wall = time.perf_counter() - t0
     evals.append({"step": model.num_timesteps * k, **final})
     return {"evals": evals, "wall_s": wall, "eval_s": eval_s[0], "frames": model.num_timesteps * k}
@@ -266,6 +299,33 @@ class Policy:
 
     def act(self, obs):
         return self.model.predict(obs, deterministic=True)[0]
+
+
+class SaturationProbe:
+    """Drives with ``agent`` (its own actions, unchanged) and records the mean |pre-tanh| of each
+    observation it acts on, by ``pre_tanh(obs)``."""
+
+    def __init__(self, agent, pre_tanh):
+        self.agent, self.pre_tanh, self.values = agent, pre_tanh, []
+
+    def act(self, obs):
+        self.values.append(float(np.abs(self.pre_tanh(obs)).mean()))
+        return self.agent.act(obs)
+
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+
+def saturated_from(evals: list[dict]) -> int | None:
+    """The first evaluation step from which every evaluation found the actor saturated, or None."""
+    start = None
+    for e in evals:
+        sat = e.get("actor_pre_tanh_abs", math.nan)
+        if not sat > SATURATED:  # NaN (not recorded) counts as not saturated
+            start = None
+        elif start is None:
+            start = e["step"]
+    return start
 
 
 class RandomPolicy:
@@ -434,8 +494,10 @@ def main() -> None:
             r = f.result()
             results.append(r)
             final = r["evals"][-1]
+            sat = saturated_from(r["evals"])
             print(f"  {r['contender']} seed {r['seed']}: final success {final.get('success_rate', math.nan):.0%}, "
                   f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s"
+                  f"{'' if sat is None else f', actor saturated from {sat} frames'}"
                   f"{' (an earlier call ran it: ' + DONE + ')' if r.pop('reused', False) else ''}", flush=True)
     report(results, cfg, args)
 
@@ -492,6 +554,14 @@ def report(results: list[dict], cfg, args) -> None:
                   f"{np.median(list(train_rates['sb3'].values())):.1f}; ratio ours/sb3 per seed "
                   f"{[round(x, 2) for x in train_ratios]}, median {np.median(train_ratios):.2f}x")
         paired(walls, common, args.reps)
+    for name in ("ours", "sb3"):
+        probed = {s: r["evals"][-1]["actor_pre_tanh_abs"] for s, r in sorted(walls[name].items())
+                  if "actor_pre_tanh_abs" in r["evals"][-1]}
+        if probed:
+            stuck = {s: saturated_from(walls[name][s]["evals"]) for s in probed}
+            print(f"{name} actor's mean |pre-tanh| at the final evaluation per seed "
+                  f"{ {s: round(v, 1) for s, v in probed.items()} }; saturated (> {SATURATED:g}) at every "
+                  f"evaluation from frame: { {s: f for s, f in stuck.items() if f is not None} or 'none'}")
     for name in ("ours", "sb3"):
         if walls[name]:
             print(f"{name} wall per seed (s): {[round(walls[name][s]['wall_s']) for s in sorted(walls[name])]}")

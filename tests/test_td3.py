@@ -238,3 +238,17 @@ def test_compiled_encoders_give_the_same_parameters(encoder):
     for a, b in zip(eager.critic_target.parameters(), compiled.critic_target.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert eager.critic.state_dict().keys() == compiled.critic.state_dict().keys()  # checkpoints match
+
+
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_pre_tanh_is_the_actors_output_before_its_tanh(encoder):
+    """``pre_tanh`` reads the encoder the policy reads: written plainly from the actor's parameters, and the
+    policy's action is its tanh."""
+    agent = make_agent(ClippingConfig(), encoder=encoder)
+    obs = random_batch(3)[0]
+    with torch.no_grad():
+        pre = agent.pre_tanh(obs)
+        net = agent.critic if encoder == "shared" else agent.actor
+        plain = agent.actor.mlp(torch.cat([enc(net, obs["image"]), obs["vector"]], 1))
+        assert torch.allclose(pre, plain, atol=1e-5)
+        assert torch.equal(agent.policy(obs), torch.tanh(pre))

@@ -122,9 +122,14 @@ class TD3Agent:
                 {**following, "image": self.critic.encoder.pixels(then, channels_last)})
 
     def policy(self, obs: Obs) -> torch.Tensor:
+        return torch.tanh(self.pre_tanh(obs))
+
+    def pre_tanh(self, obs: Obs) -> torch.Tensor:
+        """The actor's output before its tanh on ``obs``: |x| >~ 3 is a saturated actor, whose tanh passes
+        almost no gradient back (what bench_learning reports per evaluation)."""
         encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
         feat = self._encode(encoder, obs)
-        return self.actor(feat.detach() if self.shared_encoder else feat, obs["vector"])
+        return self.actor.pre_tanh(feat.detach() if self.shared_encoder else feat, obs["vector"])
 
     # --- acting ----------------------------------------------------------------------------------------
     @torch.no_grad()
