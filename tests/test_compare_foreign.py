@@ -81,3 +81,23 @@ def test_percentages_and_maxima_keep_the_digits_that_matter():
     assert percent(1.0) == "100%" and percent(0.0) == "0%"
     assert limit_value(1.0000002, 1.0) == "1.0000002" and limit_value(0.99999996, 1.0) == "0.99999996"
     assert limit_value(0.5321234, 1.0) == "0.5321" and limit_value(1.0, 1.0) == "1"
+
+
+def test_a_run_from_before_the_outline_default_is_grouped_by_the_geometry_it_ran_with(tmp_path):
+    """A run whose saved config lacks env.marking_geometry counted invasions on the straight-lane box
+    (runs.EARLIER_VALUES): compare tells it apart from a run of the same overrides under the outline, and
+    groups it with one that sets lane_frame; a config without the driving env's keys gets no such value."""
+    from av_td3.analysis.runs import RunDir, RunRow
+
+    def row(name, env):
+        run = RunDir(tmp_path / name, [], config={"seed": 0, "env": env}, config_path=tmp_path / name / "c.yaml",
+                     results={"step": 1}, status="finished")
+        return RunRow(run, "(defaults)", 0, "finished")
+
+    before, outline, lane_frame = (row("before", {"camera": "dashcam"}),
+                                   row("outline", {"camera": "dashcam", "marking_geometry": "outline"}),
+                                   row("lane_frame", {"camera": "dashcam", "marking_geometry": "lane_frame"}))
+    cmp._split_by_composed_config([before, outline, lane_frame])
+    assert before.group == lane_frame.group == "env.marking_geometry=lane_frame"
+    assert outline.group == "env.marking_geometry=outline"
+    assert "env.marking_geometry" not in row("gym", {"id": "Pendulum-v1"}).run.flat_config()

@@ -173,3 +173,23 @@ def test_a_kept_run_compares_as_the_run_with_its_train_split(camera_run, tmp_pat
         assert bad.returncode == 2 and why in bad.stderr and "Traceback" not in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
     assert (elsewhere / "todo.txt").read_text() == "mine"
+
+
+def test_a_run_saved_before_the_outline_default_is_loaded_as_it_ran(camera_run, tmp_path):
+    """A saved config without env.marking_geometry counted invasions on the straight-lane box: evaluate
+    loads it with lane_frame (config/earlier.py), and an override still wins."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from av_td3.evaluate_run import load_run_config
+
+    old = tmp_path / "old"
+    shutil.copytree(camera_run / ".hydra", old / ".hydra")
+    saved = OmegaConf.load(old / ".hydra" / "config.yaml")
+    assert saved.env.marking_geometry == "outline"  # the default now
+    del saved.env["marking_geometry"]
+    OmegaConf.save(saved, old / ".hydra" / "config.yaml")
+    assert load_run_config(old, [])[1].env.marking_geometry == "lane_frame"
+    assert load_run_config(old, ["env.marking_geometry=outline"])[1].env.marking_geometry == "outline"
+    assert load_run_config(camera_run, [])[1].env.marking_geometry == "outline"

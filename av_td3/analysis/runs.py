@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from av_td3 import tags as tags_module
+from av_td3.config.earlier import earlier_values
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
 
@@ -86,8 +87,11 @@ class RunDir:
         return None if cfg is None else cfg.limit(part)
 
     def flat_config(self) -> dict[str, Any]:
-        """The composed config as dotted keys -> values (lists as tuples): what tells runs apart."""
-        return flatten_config(self.config)
+        """The composed config as dotted keys -> values (lists as tuples): what tells runs apart. A
+        setting added later with a default that does not reproduce what the run did (``config.earlier``) has
+        the value the run ran with."""
+        flat = flatten_config(self.config)
+        return flat | earlier_values(flat.__contains__)
 
     @property
     def foreign(self) -> bool:
