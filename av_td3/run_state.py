@@ -18,8 +18,11 @@ from av_td3.rundir import CHECKPOINT, RESULTS
 
 
 class RunState:
-    def __init__(self, run_dir: Path, seed: int, total_steps: int):
+    def __init__(self, run_dir: Path, seed: int, total_steps: int, config: dict | None = None):
         self.run_dir, self.seed, self.total_steps = run_dir, seed, total_steps
+        # The composed config (plain dicts), saved with every checkpoint; ``resumed_config`` is the one the
+        # checkpoint resumed from was saved with (None: no resume, or a checkpoint that holds none).
+        self.config, self.resumed_config = config, None
         self.step = 0  # env frames so far
         self.episode = 0  # training episodes finished
         self.started = 0  # training episodes started (seeds: the n-th episode started gets seed n)
@@ -41,7 +44,7 @@ class RunState:
 
     def save(self, agent, replay, generators: dict[str, np.random.Generator]) -> None:
         state = {"step": self.step, "episode": self.episode, "evals": self.evals, "wall_time": self.elapsed(),
-                 "reconnects": self.reconnects, "rng": checkpoint.rng_state(generators)}
+                 "reconnects": self.reconnects, "rng": checkpoint.rng_state(generators), "config": self.config}
         if replay is not None:
             state["agent"] = agent.state_dict()
             state["replay"] = replay.state_dict()
@@ -58,6 +61,7 @@ class RunState:
         self.checkpoint_step = self.step
         self.evals, self.wall_time = list(state["evals"]), float(state["wall_time"])
         self.reconnects = int(state["reconnects"])
+        self.resumed_config = state.get("config")
         if replay is not None:
             agent.load_state_dict(state["agent"])
             replay.load_state_dict(state["replay"])

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from av_td3 import tags, video
 from av_td3.agents.build import build_agent
 from av_td3.agents.spec import AgentSpec
+from av_td3.analysis.runs import changed_settings
 from av_td3.config import Config
 from av_td3.env_pool import EnvPool
 from av_td3.envs.action_repeat import frames_of
@@ -49,6 +50,8 @@ from av_td3.update_report import NonFiniteError, UpdateReporter  # noqa: F401  (
 
 log = logging.getLogger("av_td3")
 
+# Settings a resume may change without changing what the run learns: a longer budget, the console, threads.
+RESUME_MAY_CHANGE = ("trainer.total_steps", "trainer.progress_bar", "torch_threads", "device")
 EVAL_SEED_OFFSET = 1_000_003  # eval episodes use their own seed stream, the same at every evaluation
 
 
@@ -71,11 +74,13 @@ class Trainer:
                                         target_size=targets, frame_stride=cfg.env.frame_stride)
                            if self.learns else None)
             self.eval_routes = eval_routes(cfg.env)  # None: the eval env's own road
-            self.state = RunState(run_dir, cfg.seed, cfg.trainer.total_steps)
+            self.state = RunState(run_dir, cfg.seed, cfg.trainer.total_steps,
+                                  OmegaConf.to_container(raw_cfg, resolve=True))
             self.resumed = self.state.resume(self.agent, self.replay, self.pool.generators())
             if self.resumed:
                 log.info("resumed from %s at step %d (episode %d)", self.state.checkpoint_path, self.state.step,
                          self.state.episode)
+                self._warn_changed_config()
             # Everything up to and including the checkpoint's step is kept; later events are replaced.
             self.logger = RunLogger(run_dir, purge_step=self.state.step + 1 if self.resumed else None)
         except BaseException:
@@ -84,6 +89,17 @@ class Trainer:
         self.reporter = UpdateReporter(cfg, self.agent, self.logger) if self.learns else None
         self.stop = StopControl(cfg.trainer.stop_grace_s)
         self.progress = Progress(cfg.trainer.progress_bar, cfg.trainer.learning_starts, cfg.trainer.total_steps)
+
+    def _warn_changed_config(self) -> None:
+        """A resume composes its command again, so a default changed since the run started (or an override
+        added) changes the run part way: name each such setting (beyond RESUME_MAY_CHANGE) in one line."""
+        if self.state.resumed_config is None:
+            return
+        changed = changed_settings(self.state.resumed_config, self.state.config, RESUME_MAY_CHANGE)
+        if changed:
+            log.warning("resumed with settings the run's checkpoint was not saved with (it trains on with "
+                        "these from step %d): %s", self.state.step,
+                        "; ".join(f"{k}: {then}, now {now}" for k, (then, now) in changed.items()))
 
     # Names the entrypoint and the benchmarks read.
     @property

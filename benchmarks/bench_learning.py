@@ -95,6 +95,7 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
     import torch
 
     from av_td3.allocator import tune_allocator
+    from av_td3.analysis.runs import changed_settings
 
     torch.set_num_threads(1)
     tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)
@@ -137,15 +138,6 @@ def plain_config(raw) -> dict:
     return json.loads(json.dumps(OmegaConf.to_container(raw, resolve=True), default=str))
 
 
-def changed_settings(then: dict, now: dict) -> dict[str, tuple]:
-    """Dotted key -> (value then, value now) for every setting two composed configs hold differently."""
-    from av_td3.analysis.runs import flatten_config
-
-    then, now = flatten_config(then), flatten_config(now)
-    return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
-            if then.get(k, "(absent)") != now.get(k, "(absent)")}
-
-
 def evaluation_frames(evals: list[dict], t) -> int:
     """Env frames the evaluations ran: each phase's episodes times their mean length (in frames), the last
     phase with ``final_eval_episodes``. A learner that drives the whole route runs longer episodes."""
@@ -154,14 +146,13 @@ def evaluation_frames(evals: list[dict], t) -> int:
 
 
 def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
+    import torch
+
     from av_td3.trainer import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    import torch
-
     trainer = Trainer(raw, cfg, run_dir)
     evaluate, eval_s, saturation = trainer._evaluate, [0.0], []
-
     agent = trainer.agent
 
     @torch.no_grad()

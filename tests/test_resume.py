@@ -206,3 +206,23 @@ def test_two_parallel_envs_resume_exactly_after_sigkill(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr + r.stdout
     assert_same_run(whole, killed)
+
+
+def test_a_resume_that_composes_other_settings_names_them(tmp_path):
+    """A stopped run relaunched with a setting that differs from the one its checkpoint was saved with (an
+    override added, or a default changed since) names it in one warning; a longer budget is not named."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(TRAIN + [f"hydra.run.dir={run}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (run / "train.csv").exists():  # training has started
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    r = subprocess.run(TRAIN + ["trainer.total_steps=1000", "agent.tau=0.01", f"hydra.run.dir={run}"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (run / "train.log").read_text()
+    warning = next(line for line in log.splitlines() if "resumed with settings" in line)
+    assert "agent.tau: 0.005, now 0.01" in warning and "total_steps" not in warning
+    assert json.loads((run / "results.json").read_text())["step"] >= 1000

@@ -20,10 +20,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from av_td3 import tags as tags_module
-from av_td3.config.earlier import earlier_values
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
-
+from av_td3.config.earlier import earlier_values
 from av_td3.rundir import (CONFIG, DONE, ERROR, EVAL_TABLE, KEPT_CONFIG, KEPT_OVERRIDES,  # noqa: F401
                            OVERRIDES, RESULTS, TB, table_file)  # the layout, in one place
 
@@ -140,6 +139,14 @@ def flatten_config(config: dict) -> dict[str, Any]:
 
     walk(config, "")
     return out
+
+
+def changed_settings(then: dict, now: dict, ignore: Iterable[str] = ()) -> dict[str, tuple]:
+    """Dotted key -> (value then, value now) for every setting two composed configs (plain nested dicts)
+    hold differently, "(absent)" where one lacks it; keys in ``ignore`` are left out."""
+    then, now, skip = flatten_config(then), flatten_config(now), set(ignore)
+    return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
+            if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
 
 
 def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
