@@ -8,7 +8,7 @@ trainer's metric suite (av_td3/metrics.py) and one row per route.
     av-td3 evaluate RUN --routes test --freeze image             # what it drives with the camera held still
 
 It loads RUN/.hydra/config.yaml (the run's composed config, overrides applied on top; a setting added
-since, whose default does not do what the run did, takes the value the run ran with: config/earlier.py) and
+since, whose default does not do what the run did, takes the value the run ran with: config/saved.py) and
 RUN/checkpoint.pt (the policy as the run left it), and runs the deterministic policy for --episodes
 episodes, spread evenly over the routes, from the seeds the run's own evaluations use. It prints one row
 per route and writes evaluate.json (figures per route and over all episodes) to --out (default RUN).
@@ -78,7 +78,7 @@ def load_run_config(run_dir: Path, overrides: list[str]):
     from omegaconf.errors import OmegaConfBaseException
 
     from av_td3.config import ConfigError, validate
-    from av_td3.config.earlier import earlier_values
+    from av_td3.config.saved import earlier_values
     from av_td3.config.root import SCHEMAS, Config
 
     path = run_dir / CONFIG

@@ -31,8 +31,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from av_td3 import tags, video
 from av_td3.agents.build import build_agent
 from av_td3.agents.spec import AgentSpec
-from av_td3.analysis.runs import changed_settings
 from av_td3.config import Config
+from av_td3.config.saved import changed_settings
 from av_td3.env_pool import EnvPool
 from av_td3.envs.action_repeat import frames_of
 from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets

@@ -95,7 +95,7 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
     import torch
 
     from av_td3.allocator import tune_allocator
-    from av_td3.analysis.runs import changed_settings
+    from av_td3.config.saved import changed_settings
 
     torch.set_num_threads(1)
     tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)

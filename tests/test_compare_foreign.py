@@ -85,7 +85,7 @@ def test_percentages_and_maxima_keep_the_digits_that_matter():
 
 def test_a_run_from_before_the_outline_default_is_grouped_by_the_geometry_it_ran_with(tmp_path):
     """A run whose saved config lacks env.marking_geometry counted invasions on the straight-lane box
-    (runs.EARLIER_VALUES): compare tells it apart from a run of the same overrides under the outline, and
+    (config/saved.py's EARLIER_VALUES): compare tells it apart from a run of the same overrides under the outline, and
     groups it with one that sets lane_frame; a config without the driving env's keys gets no such value."""
     from av_td3.analysis.runs import RunDir, RunRow
 

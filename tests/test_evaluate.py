@@ -177,7 +177,7 @@ def test_a_kept_run_compares_as_the_run_with_its_train_split(camera_run, tmp_pat
 
 def test_a_run_saved_before_the_outline_default_is_loaded_as_it_ran(camera_run, tmp_path):
     """A saved config without env.marking_geometry counted invasions on the straight-lane box: evaluate
-    loads it with lane_frame (config/earlier.py), and an override still wins."""
+    loads it with lane_frame (config/saved.py), and an override still wins."""
     import shutil
 
     from omegaconf import OmegaConf

@@ -174,7 +174,7 @@ def _split_by_composed_config(rows: list[RunRow]) -> None:
         flats = [r.run.flat_config() for r in members]
         # A key some runs lack is a setting added after they ran: they ran with its default, which
         # reproduces what came before, so it tells nothing apart (where a default does not, flat_config
-        # fills in what such runs ran with: config/earlier.py).
+        # fills in what such runs ran with: config/saved.py).
         keys = sorted(set.intersection(*(set(f) for f in flats)) - set(NON_GROUPING_KEYS))
         differing = [k for k in keys if len({repr(f[k]) for f in flats}) > 1]
         if not differing:

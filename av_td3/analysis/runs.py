@@ -22,7 +22,7 @@ import numpy as np
 from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
-from av_td3.config.earlier import earlier_values
+from av_td3.config.saved import earlier_values, flatten_config
 from av_td3.rundir import (CONFIG, DONE, ERROR, EVAL_TABLE, KEPT_CONFIG, KEPT_OVERRIDES,  # noqa: F401
                            OVERRIDES, RESULTS, TB, table_file)  # the layout, in one place
 
@@ -87,7 +87,7 @@ class RunDir:
 
     def flat_config(self) -> dict[str, Any]:
         """The composed config as dotted keys -> values (lists as tuples): what tells runs apart. A
-        setting added later with a default that does not reproduce what the run did (``config.earlier``) has
+        setting added later with a default that does not reproduce what the run did (``config/saved.py``) has
         the value the run ran with."""
         flat = flatten_config(self.config)
         return flat | earlier_values(flat.__contains__)
@@ -124,29 +124,6 @@ class RunDir:
             if alias in data and canonical not in data:
                 data[canonical] = data[alias]
         return data
-
-
-def flatten_config(config: dict) -> dict[str, Any]:
-    """A composed config (plain nested dicts) as dotted keys -> values, lists as tuples."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = tuple(node) if isinstance(node, list) else node
-
-    walk(config, "")
-    return out
-
-
-def changed_settings(then: dict, now: dict, ignore: Iterable[str] = ()) -> dict[str, tuple]:
-    """Dotted key -> (value then, value now) for every setting two composed configs (plain nested dicts)
-    hold differently, "(absent)" where one lacks it; keys in ``ignore`` are left out."""
-    then, now, skip = flatten_config(then), flatten_config(now), set(ignore)
-    return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
-            if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
 
 
 def read_scalars(run: RunDir, tags: Iterable[str]) -> dict[str, Series]:
