@@ -27,7 +27,7 @@ CI, Wilcoxon signed-rank p). Each learner's evaluations also record the actor's 
 on the observations they drive through (``actor_pre_tanh_abs``, the quantity ours logs in training as
 ``train/actor_pre_tanh_abs``), and the output names a learner whose actor stayed saturated (above 3: tanh
 passes under 1% of the gradient back) from some evaluation to the end: a run that does not learn says why
-it does not. ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
+it does not (the record costs one more actor pass per evaluation step, in the evaluation's time). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
 augmentation, no saturation or smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up
 actions). Every
 contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
@@ -63,9 +63,9 @@ CONTENDERS = ("ours", "sb3", "classical", "random")
 # overrides) reuses it instead of training again, so a long paired comparison can be run a few seeds at a
 # time (or stopped and called again) and report every seed it has; a different task trains anew.
 DONE = "bench_result.json"
-# Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
 # Mean |pre-tanh| above this at every evaluation from some point on: a saturated actor (tanh'(3) = 0.0099).
 SATURATED = 3.0
+# Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
 EQUAL_TERMS = ["agent.encoder=separate", "agent.augmentation=none", "agent.saturation_penalty=0", "agent.n_step=1",
                "agent.smoothness_penalty=0", "agent.aux_weight=0", "exploration.warmup=uniform"]
 
