@@ -32,7 +32,7 @@ from av_td3 import tags, video
 from av_td3.agents.build import build_agent
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import Config
-from av_td3.config.saved import changed_settings
+from av_td3.config.saved import changed_settings, describe_changes
 from av_td3.env_pool import EnvPool
 from av_td3.envs.action_repeat import frames_of
 from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
@@ -99,7 +99,7 @@ class Trainer:
         if changed:
             log.warning("resumed with settings the run's checkpoint was not saved with (it trains on with "
                         "these from step %d): %s", self.state.step,
-                        "; ".join(f"{k}: {then}, now {now}" for k, (then, now) in changed.items()))
+                        describe_changes(changed))
 
     # Names the entrypoint and the benchmarks read.
     @property

@@ -95,7 +95,7 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
     import torch
 
     from av_td3.allocator import tune_allocator
-    from av_td3.config.saved import changed_settings
+    from av_td3.config.saved import changed_settings, describe_changes
 
     torch.set_num_threads(1)
     tune_allocator()  # as av-td3-train does for every run (SB3 runs with it too: an equal footing)
@@ -120,9 +120,8 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
                 print(f"  note: {contender} seed {seed}'s saved result is reused; its composed config was "
                       "not saved, so it is not checked against this call's", flush=True)
             elif changed := changed_settings(saved["config"], config):
-                diff = "; ".join(f"{k}: {then}, now {now}" for k, (then, now) in changed.items())
                 print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
-                      f"config ({diff})", flush=True)
+                      f"config ({describe_changes(changed)})", flush=True)
             return {"contender": contender, "seed": seed, **saved["result"], "reused": True}
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
     result = fn(raw, cfg, run_dir, contender)

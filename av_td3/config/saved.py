@@ -46,3 +46,8 @@ def changed_settings(then: dict, now: dict, ignore: Iterable[str] = ()) -> dict[
     then, now, skip = flatten_config(then), flatten_config(now), set(ignore)
     return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
             if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
+
+
+def describe_changes(changed: dict[str, tuple]) -> str:
+    """``changed_settings``' result in one line: "key: then, now value; ..."."""
+    return "; ".join(f"{k}: {then}, now {now}" for k, (then, now) in changed.items())
