@@ -45,8 +45,8 @@ def state(x, y, yaw, speed=0.0, elapsed=0.0, ax=0.0, ay=0.0):
 
 def measure_at(route, ego, prev, **kw):
     args = dict(collision=False, lane_invasion=False, obstacle_distance=math.inf, obstacle_speed=0.0,
-                max_lateral_deviation=2.5, goal_radius=3.0, fallback_dt=0.05, half_size=(2.4, 1.0),
-                lane_width=3.5, marking_geometry="outline") | kw
+                max_lateral_deviation=2.5, max_marking_overlap=None, goal_radius=3.0, fallback_dt=0.05,
+                half_size=(2.4, 1.0), lane_width=3.5, marking_geometry="outline") | kw
     return measure(route, ego, prev, **args)
 
 
@@ -162,6 +162,15 @@ def test_measure_off_road_and_goal(route):
     assert q.off_road and not q.route_completed
     q, _, _ = measure_at(route, state(gx, gy + 2.0, -math.pi / 2), Tracker(route.length - 3, 0, 0, 0))
     assert q.route_completed and q.distance_to_goal == pytest.approx(2.0, abs=1e-6)
+
+
+def test_measure_ends_off_road_past_the_marking_overlap_bound(route):
+    ego = state(250.0, 325.6, math.pi)  # on the straight, 1 m right of the centre line, heading along it
+    prev = Tracker(70.0, 0.0, 0.0, 0.0)
+    q, _, _ = measure_at(route, ego, prev)
+    assert q.marking_overlap == pytest.approx(1.0 + 1.0 - 1.75, abs=1e-3) and not q.off_road  # no bound: on road
+    assert measure_at(route, ego, prev, max_marking_overlap=0.2)[0].off_road
+    assert not measure_at(route, ego, prev, max_marking_overlap=0.3)[0].off_road
 
 
 # --- control and images -----------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["env.frame_stack=0"], "env.frame_stack"),
     (["env.frame_stride=0"], "env.frame_stride"),
     (["env.marking_geometry=straight"], "env.marking_geometry"),
+    (["env.max_marking_overlap=-0.1"], "env.max_marking_overlap"),
     (["scenario.npc_vehicles=-3"], "scenario.npc_vehicles"),
 ])
 def test_impossible_values_name_the_key(compose, override, key):

@@ -198,6 +198,20 @@ def test_driving_into_the_road_edge_invades_the_lane_then_ends_off_road():
     assert info["reward_components"]["safety"] <= -20.0
 
 
+@pytest.mark.parametrize("bound", [0.0, 0.3])
+def test_a_marking_overlap_bound_ends_the_episode_once_the_footprint_is_that_far_over(bound):
+    env = make(max_marking_overlap=bound)
+    env.reset(seed=0)
+    steps = run(env, [[0.05, 0.6]] * 400)
+    obs, reward, terminated, truncated, info = steps[-1]
+    overlaps = [s[4]["marking_overlap"] for s in steps]
+    assert terminated and info["off_road"] and not truncated
+    assert overlaps[-1] > bound and max(overlaps[:-1]) <= bound  # the first step past the bound ends it
+    assert abs(info["lateral_deviation"]) < env.cfg.max_lateral_deviation  # the centre is still on the road
+    assert info["lane_invasion"] == (bound == 0.0)  # at 0, the invasion's own step
+    assert info["reward_components"]["safety"] <= -20.0  # paid as off road
+
+
 def test_driving_into_a_parked_car_is_a_collision():
     env = make()
     env.reset(seed=0)

@@ -127,6 +127,10 @@ class DrivingEnvConfig(EnvProcessConfig):
     frame_stride: int = 1
     max_episode_steps: int = 1000  # truncation (50 s at 20 Hz)
     max_lateral_deviation: float = 2.5  # m; beyond it the episode terminates (off road)
+    # m the footprint may reach past its lane's edge (StepQuantities.marking_overlap) before the episode
+    # terminates as off road: 0 ends it on the first lane invasion, so cutting a turn's inside corner costs
+    # the rest of the episode as drifting off the road does. None: no such bound (the reference).
+    max_marking_overlap: Optional[float] = None
     # Where the ego's footprint lies against its lane's markings (StepQuantities.marking_overlap, and the
     # embedded simulator's lane invasions): "outline" projects the footprint's outline on the route, exact
     # on curves as CARLA's lane invasion sensor sees the car; "lane_frame" sets the box at the centre's
@@ -189,6 +193,8 @@ class DrivingEnvConfig(EnvProcessConfig):
             value = getattr(self, name)
             check(value >= 1, f"{key}.{name}", f"must be >= 1, got {value}")
         check(self.max_lateral_deviation > 0, f"{key}.max_lateral_deviation", "must be positive")
+        check(self.max_marking_overlap is None or self.max_marking_overlap >= 0, f"{key}.max_marking_overlap",
+              f"must be >= 0 or null, got {self.max_marking_overlap}")
         check(self.marking_geometry in MARKING_GEOMETRIES, f"{key}.marking_geometry",
               f"must be one of {', '.join(MARKING_GEOMETRIES)}, got {self.marking_geometry!r}")
         check(self.goal_radius > 0, f"{key}.goal_radius", "must be positive")

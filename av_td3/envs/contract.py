@@ -243,7 +243,7 @@ class StepQuantities:
     longitudinal_jerk: float  # m/s^3, d(longitudinal acceleration)/dt
     collision: bool  # a collision happened this step
     lane_invasion: bool  # a lane marking was crossed this step
-    off_road: bool  # |lateral deviation| > env.max_lateral_deviation
+    off_road: bool  # left the lane past its bounds (``off_road``): env.max_lateral_deviation / max_marking_overlap
     progress: float  # m of route distance gained this step (negative when going back)
     distance_to_goal: float  # m along the route
     route_completed: bool
@@ -264,6 +264,13 @@ class StepQuantities:
 
 
 _STEP_FIELDS = tuple(f.name for f in fields(StepQuantities))
+
+
+def off_road(lateral: float, overlap: float, max_lateral_deviation: float,
+             max_marking_overlap: float | None) -> bool:
+    """Whether the episode ends as off road: the centre more than ``max_lateral_deviation`` m from the route,
+    or the footprint more than ``max_marking_overlap`` m past its lane's edge (None: no footprint bound)."""
+    return abs(lateral) > max_lateral_deviation or (max_marking_overlap is not None and overlap > max_marking_overlap)
 
 
 def marking_overlap(lateral: float, heading_error: float, half_length: float, half_width: float,

@@ -17,7 +17,8 @@ all vehicles and their collisions, NPCs past the goal leave, then the quantities
   previous (``Route.footprint_overlap``; with env.marking_geometry=lane_frame, |lat| + (W/2)|cos he| +
   (L/2)|sin he| > lane_width / 2, the box in a straight lane);
 - collision (highway-env's ``crashed``) and route completion (within ``goal_radius`` of the goal) are
-  reported on the step they happen; both end the episode, as does off road (|lat| > max_lateral_deviation);
+  reported on the step they happen; both end the episode, as does off road (|lat| > max_lateral_deviation,
+  or the footprint past max_marking_overlap, ``contract.off_road``);
 - obstacle: the nearest NPC ahead along the route whose lateral offset from the ego is less than half
   a lane width (the ego's lane corridor), within ``obstacle_range``; distance bumper to bumper, TTC =
   distance / closing speed (inf when not closing), as the CARLA env measures them.
@@ -43,7 +44,7 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, observation_space, split_action)
+                                  StepQuantities, observation_space, off_road, split_action)
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
@@ -313,7 +314,7 @@ class HighwayDrivingEnv(gym.Env):
             longitudinal_jerk=jerk,
             collision=crashed and not self._crashed,  # highway-env's flag stays set: report its start
             lane_invasion=invading and not self._invading,
-            off_road=abs(proj.lateral) > cfg.max_lateral_deviation,
+            off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap),
             progress=proj.s - self._s,
             distance_to_goal=max(self.route.length - proj.s, 0.0),
             route_completed=completed and not self._completed,

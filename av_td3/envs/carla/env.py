@@ -200,7 +200,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         self._tracker = Tracker.start(self.route, ego)
         q, proj, _ = measure(self.route, ego, self._tracker, collision=False, lane_invasion=False,
                              obstacle_distance=math.inf, obstacle_speed=0.0,
-                             max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
+                             max_lateral_deviation=cfg.max_lateral_deviation,
+                             max_marking_overlap=cfg.max_marking_overlap, goal_radius=cfg.goal_radius,
                              fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
                              lane_width=cfg.reward.lane_width, marking_geometry=cfg.marking_geometry,
                              route_speed_deceleration=cfg.reward.route_speed_deceleration)
@@ -223,8 +224,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             collision=bool(self._collisions.take(frame)),
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
-            max_lateral_deviation=cfg.max_lateral_deviation, goal_radius=cfg.goal_radius,
-            fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size, lane_width=cfg.reward.lane_width,
+            max_lateral_deviation=cfg.max_lateral_deviation, max_marking_overlap=cfg.max_marking_overlap,
+            goal_radius=cfg.goal_radius, fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size, lane_width=cfg.reward.lane_width,
             marking_geometry=cfg.marking_geometry, route_speed_deceleration=cfg.reward.route_speed_deceleration)
         return q, self._observation(image, ego, q, proj)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
-from av_td3.envs.contract import StepQuantities, split_action
+from av_td3.envs.contract import StepQuantities, off_road, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
 
 
@@ -76,15 +76,16 @@ class Tracker:
 
 def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
             obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
-            goal_radius: float, fallback_dt: float, half_size: tuple[float, float], lane_width: float,
-            marking_geometry: str, route_speed_deceleration: float | None = None
-            ) -> tuple[StepQuantities, Projection, Tracker]:
+            max_marking_overlap: float | None, goal_radius: float, fallback_dt: float,
+            half_size: tuple[float, float], lane_width: float, marking_geometry: str,
+            route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
     ``half_size``: the ego's bounding-box half length and half width (m), whose footprint
     ``marking_overlap`` measures against a lane ``lane_width`` m wide, placed as ``marking_geometry``
-    says (env.marking_geometry). The lane invasion is CARLA's sensor's."""
+    says (env.marking_geometry); off road past either bound (``contract.off_road``). The lane invasion is
+    CARLA's sensor's."""
     dt = ego.elapsed - prev.elapsed
     if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
         dt = fallback_dt
@@ -96,6 +97,7 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
     heading_error = wrap_angle(ego.yaw - proj.route_yaw)
     closing = speed - obstacle_speed
     ttc = obstacle_distance / closing if math.isfinite(obstacle_distance) and closing > 1e-3 else math.inf
+    overlap = route.marking_overlap(marking_geometry, ego.position, ego.yaw, proj, *half_size, lane_width)
     q = StepQuantities(
         speed=speed,
         lateral_deviation=proj.lateral,
@@ -105,7 +107,7 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         longitudinal_jerk=jerk,
         collision=bool(collision),
         lane_invasion=bool(lane_invasion),
-        off_road=abs(proj.lateral) > max_lateral_deviation,
+        off_road=off_road(proj.lateral, overlap, max_lateral_deviation, max_marking_overlap),
         progress=proj.s - prev.s,
         distance_to_goal=max(route.length - proj.s, 0.0),
         route_completed=bool(np.hypot(*(ego.position - route.goal)) <= goal_radius),
@@ -114,6 +116,6 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         dt=dt,
         distance_travelled=abs(speed) * dt,
         speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
-        marking_overlap=route.marking_overlap(marking_geometry, ego.position, ego.yaw, proj, *half_size, lane_width),
+        marking_overlap=overlap,
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)
