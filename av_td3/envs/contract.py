@@ -243,7 +243,7 @@ class StepQuantities:
     longitudinal_jerk: float  # m/s^3, d(longitudinal acceleration)/dt
     collision: bool  # a collision happened this step
     lane_invasion: bool  # a lane marking was crossed this step
-    off_road: bool  # left the lane past its bounds (``off_road``): env.max_lateral_deviation / max_marking_overlap
+    off_road: bool  # past env.max_lateral_deviation or env.max_marking_overlap (``off_road`` below)
     progress: float  # m of route distance gained this step (negative when going back)
     distance_to_goal: float  # m along the route
     route_completed: bool

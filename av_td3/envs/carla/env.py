@@ -225,8 +225,9 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
             max_lateral_deviation=cfg.max_lateral_deviation, max_marking_overlap=cfg.max_marking_overlap,
-            goal_radius=cfg.goal_radius, fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size, lane_width=cfg.reward.lane_width,
-            marking_geometry=cfg.marking_geometry, route_speed_deceleration=cfg.reward.route_speed_deceleration)
+            goal_radius=cfg.goal_radius, fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
+            lane_width=cfg.reward.lane_width, marking_geometry=cfg.marking_geometry,
+            route_speed_deceleration=cfg.reward.route_speed_deceleration)
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:
