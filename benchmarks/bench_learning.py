@@ -27,11 +27,11 @@ CI, Wilcoxon signed-rank p). Each learner's evaluations also record the actor's 
 on the observations they drive through (``actor_pre_tanh_abs``, the quantity ours logs in training as
 ``train/actor_pre_tanh_abs``), and the output names a learner whose actor stayed saturated (above 3: tanh
 passes under 1% of the gradient back) from some evaluation to the end: a run that does not learn says why
-it does not (the record costs one more actor pass per evaluation step, in the evaluation's time). ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no
-augmentation, no saturation or smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up
-actions). Every
-contender's evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes ``OUT/learning_curves.png`` and
-``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
+it does not (the record costs one more actor pass per evaluation step, in the evaluation's time).
+``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no augmentation, no saturation or
+smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up actions). Every contender's
+evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes
+``OUT/learning_curves.png`` and ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
 a time. A job that finished in an earlier call with the same ``--out``, experiment and overrides is not
 run again: its saved result (``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the
 rest, so ten paired seeds can be run a few at a time; an interrupted ``ours`` job resumes from its
