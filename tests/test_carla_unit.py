@@ -43,11 +43,12 @@ def state(x, y, yaw, speed=0.0, elapsed=0.0, ax=0.0, ay=0.0):
     return EgoState(x, y, yaw, speed * math.cos(yaw), speed * math.sin(yaw), ax, ay, elapsed)
 
 
-def measure_at(route, ego, prev, **kw):
+def measure_at(route, ego, prev, *, marking_geometry="outline", max_marking_overlap=None, **kw):
+    """measure() under the default CARLA env config (2.5 m lateral bound, 3 m goal radius, 3.5 m lane)."""
+    cfg = CarlaEnvConfig(marking_geometry=marking_geometry, max_marking_overlap=max_marking_overlap)
     args = dict(collision=False, lane_invasion=False, obstacle_distance=math.inf, obstacle_speed=0.0,
-                max_lateral_deviation=2.5, max_marking_overlap=None, goal_radius=3.0, fallback_dt=0.05,
-                half_size=(2.4, 1.0), lane_width=3.5, marking_geometry="outline") | kw
-    return measure(route, ego, prev, **args)
+                half_size=(2.4, 1.0)) | kw
+    return measure(route, ego, prev, cfg, **args)
 
 
 # --- the route ------------------------------------------------------------------------------------------

@@ -198,13 +198,8 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         for events in (self._collisions, self._lane_invasions, self._obstacles):
             events.take(frame)  # whatever happened while settling is not the policy's doing
         self._tracker = Tracker.start(self.route, ego)
-        q, proj, _ = measure(self.route, ego, self._tracker, collision=False, lane_invasion=False,
-                             obstacle_distance=math.inf, obstacle_speed=0.0,
-                             max_lateral_deviation=cfg.max_lateral_deviation,
-                             max_marking_overlap=cfg.max_marking_overlap, goal_radius=cfg.goal_radius,
-                             fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
-                             lane_width=cfg.reward.lane_width, marking_geometry=cfg.marking_geometry,
-                             route_speed_deceleration=cfg.reward.route_speed_deceleration)
+        q, proj, _ = measure(self.route, ego, self._tracker, cfg, collision=False, lane_invasion=False,
+                             obstacle_distance=math.inf, obstacle_speed=0.0, half_size=self._half_size)
         self._steps = 0
         self._stack.reset()
         self._previous_action = np.zeros(2, dtype=np.float32)
@@ -220,14 +215,11 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
         ego = self._ego_state()
         obstacle_distance, other = nearest_obstacle(self._obstacles.take(frame), frame)
         q, proj, self._tracker = measure(
-            self.route, ego, self._tracker,
+            self.route, ego, self._tracker, cfg,
             collision=bool(self._collisions.take(frame)),
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
-            max_lateral_deviation=cfg.max_lateral_deviation, max_marking_overlap=cfg.max_marking_overlap,
-            goal_radius=cfg.goal_radius, fallback_dt=cfg.fixed_delta_seconds, half_size=self._half_size,
-            lane_width=cfg.reward.lane_width, marking_geometry=cfg.marking_geometry,
-            route_speed_deceleration=cfg.reward.route_speed_deceleration)
+            half_size=self._half_size)
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from av_td3.envs.carla.client import import_carla
 from av_td3.envs.contract import StepQuantities, off_road, split_action
 from av_td3.envs.route import Projection, Route, wrap_angle
+
+if TYPE_CHECKING:
+    from av_td3.config.env import CarlaEnvConfig
 
 
 def to_vehicle_control(action: np.ndarray):
@@ -74,21 +78,20 @@ class Tracker:
         return cls(route.project(ego.position).s, ego.speed, 0.0, ego.elapsed)
 
 
-def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane_invasion: bool,
-            obstacle_distance: float, obstacle_speed: float, max_lateral_deviation: float,
-            max_marking_overlap: float | None, goal_radius: float, fallback_dt: float,
-            half_size: tuple[float, float], lane_width: float, marking_geometry: str,
-            route_speed_deceleration: float | None = None) -> tuple[StepQuantities, Projection, Tracker]:
+def measure(route: Route, ego: EgoState, prev: Tracker, cfg: CarlaEnvConfig, *, collision: bool,
+            lane_invasion: bool, obstacle_distance: float, obstacle_speed: float,
+            half_size: tuple[float, float]) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
+    ``cfg``: the env config (its bounds, goal radius, lane width, marking geometry and tick);
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
     ``half_size``: the ego's bounding-box half length and half width (m), whose footprint
-    ``marking_overlap`` measures against a lane ``lane_width`` m wide, placed as ``marking_geometry``
-    says (env.marking_geometry); off road past either bound (``contract.off_road``). The lane invasion is
-    CARLA's sensor's."""
+    ``marking_overlap`` measures against a lane ``cfg.reward.lane_width`` m wide, placed as
+    ``cfg.marking_geometry`` says; off road past either bound (``contract.off_road``). The lane invasion
+    is CARLA's sensor's."""
     dt = ego.elapsed - prev.elapsed
     if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
-        dt = fallback_dt
+        dt = cfg.fixed_delta_seconds
     proj = route.project(ego.position)
     speed = ego.speed
     long_acc = (speed - prev.speed) / dt  # differences of the speed: smoother than the physics readout
@@ -97,7 +100,8 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
     heading_error = wrap_angle(ego.yaw - proj.route_yaw)
     closing = speed - obstacle_speed
     ttc = obstacle_distance / closing if math.isfinite(obstacle_distance) and closing > 1e-3 else math.inf
-    overlap = route.marking_overlap(marking_geometry, ego.position, ego.yaw, proj, *half_size, lane_width)
+    overlap = route.marking_overlap(cfg.marking_geometry, ego.position, ego.yaw, proj, *half_size,
+                                    cfg.reward.lane_width)
     q = StepQuantities(
         speed=speed,
         lateral_deviation=proj.lateral,
@@ -107,15 +111,15 @@ def measure(route: Route, ego: EgoState, prev: Tracker, *, collision: bool, lane
         longitudinal_jerk=jerk,
         collision=bool(collision),
         lane_invasion=bool(lane_invasion),
-        off_road=off_road(proj.lateral, overlap, max_lateral_deviation, max_marking_overlap),
+        off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap),
         progress=proj.s - prev.s,
         distance_to_goal=max(route.length - proj.s, 0.0),
-        route_completed=bool(np.hypot(*(ego.position - route.goal)) <= goal_radius),
+        route_completed=bool(np.hypot(*(ego.position - route.goal)) <= cfg.goal_radius),
         obstacle_distance=float(obstacle_distance),
         time_to_collision=float(ttc),
         dt=dt,
         distance_travelled=abs(speed) * dt,
-        speed_limit=route.speed_limit(proj.s, route_speed_deceleration),
+        speed_limit=route.speed_limit(proj.s, cfg.reward.route_speed_deceleration),
         marking_overlap=overlap,
     )
     return q, proj, Tracker(proj.s, speed, long_acc, ego.elapsed)

@@ -33,6 +33,10 @@ ROUTES: dict[str, tuple[str, list[tuple]]] = {
     "s_bend_r45.csv": ("an S-bend: left then right, 45 m", [("S", 60), ("L", 45, 50), ("S", 30), ("R", 45, 50), ("S", 120)]),
     "left_curve_r80_right_r10.csv": ("a left curve of 80 m, then a right turn of 10 m",
                                      [("S", 60), ("L", 80, 60), ("S", 60), ("R", 10, 90), ("S", 100)]),
+    # in no split: added to the train split, it shows whether a policy misses the test split's tight right
+    # turns because training never held one that tight (docs/learning.md)
+    "left_right_r8.csv": ("two junction turns, left 12 m then right 8 m",
+                          [("S", 100), ("L", 12, 90), ("S", 60), ("R", 8, 90), ("S", 100)]),
 }
 
 
