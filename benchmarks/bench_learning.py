@@ -347,15 +347,16 @@ def classical_agent(cfg, env):
 def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     """A contender that does not learn: its final evaluation is its score at every step."""
     from av_td3.envs.route_file import eval_routes
-    from av_td3.evaluation import evaluate
+    from av_td3.evaluation import evaluate_by_route
     from av_td3.trainer import eval_seeds
 
     env = eval_env(cfg)
     agent = classical_agent(cfg, env) if name == "classical" else RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer
-    final = evaluate(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes),
-                     routes=eval_routes(cfg.env))
-    return {"evals": [{"step": t.total_steps, **final}], "wall_s": math.nan, "frames": 0}
+    final, by_route = evaluate_by_route(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes),
+                                        routes=eval_routes(cfg.env))
+    return {"evals": [{"step": t.total_steps, **final}], "final_eval_by_route": by_route, "wall_s": math.nan,
+            "frames": 0}
 
 
 # --- statistics and output ------------------------------------------------------------------------
@@ -489,6 +490,9 @@ def main() -> None:
                   f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s"
                   f"{'' if sat is None else f', actor saturated from {sat} frames'}"
                   f"{' (an earlier call ran it: ' + DONE + ')' if r.pop('reused', False) else ''}", flush=True)
+            for route, figures in r.get("final_eval_by_route", {}).items():  # a fixed contender's, by route
+                print(f"    {route}: success {figures.get('success_rate', math.nan):.0%}, lane invasions "
+                      f"{figures.get('lane_invasions_per_km', math.nan):.2f} per km", flush=True)
     report(results, cfg, args)
 
 
