@@ -31,12 +31,13 @@ it does not (the record costs one more actor pass per evaluation step, in the ev
 ``--equal`` restricts ours to what SB3's TD3 has (separate encoders, no augmentation, no saturation or
 smoothness penalty, no auxiliary head, 1-step returns, uniform warm-up actions). Every contender's
 evaluations drive the same episodes: the trainer's evaluation routes and seeds. It writes
-``OUT/learning_curves.png`` and ``OUT/results.json``. Every (contender, seed) runs in its own process with one torch thread, ``--jobs`` at
-a time. A job that finished in an earlier call with the same ``--out``, experiment and overrides is not
-run again: its saved result (``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the
-rest, so ten paired seeds can be run a few at a time; an interrupted ``ours`` job resumes from its
-checkpoint, an SB3 job starts over. A reused result whose composed config differs from what the same
-command composes now (a default changed in between) is named, with the settings that differ.
+``OUT/learning_curves.png`` and ``OUT/results.json``. Every (contender, seed) runs in its own process with
+one torch thread, ``--jobs`` at a time. A job that finished in an earlier call with the same ``--out``,
+experiment and overrides is not run again: its saved result
+(``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the rest, so ten paired seeds can be
+run a few at a time; an interrupted ``ours`` job resumes from its checkpoint, an SB3 job starts over. A
+reused result whose composed config differs from what the same command composes now (a default changed in
+between) is named, with the settings that differ.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
@@ -49,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -353,8 +355,8 @@ def run_fixed(raw, cfg, _run_dir: Path, name: str) -> dict:
     env = eval_env(cfg)
     agent = classical_agent(cfg, env) if name == "classical" else RandomPolicy(env.action_space, cfg.seed)
     t = cfg.trainer
-    final, by_route = evaluate_by_route(agent, env, eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes),
-                                        routes=eval_routes(cfg.env))
+    seeds = eval_seeds(cfg.seed, t.final_eval_episodes or t.eval_episodes)
+    final, by_route = evaluate_by_route(agent, env, seeds, routes=eval_routes(cfg.env))
     return {"evals": [{"step": t.total_steps, **final}], "final_eval_by_route": by_route, "wall_s": math.nan,
             "frames": 0}
 
@@ -478,6 +480,8 @@ def main() -> None:
     order = [(c, s) for s in dict.fromkeys(args.seeds + (args.sb3_seeds or [])) for c in learners
              if s in seeds[c]]
     order += [(c, s) for c in args.contenders if c not in learners for s in seeds[c]]
+    from av_td3.evaluate_run import table
+
     results: list[dict] = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(job, c, s, args.overrides, str(args.out), args.experiment) for c, s in order]
@@ -490,9 +494,11 @@ def main() -> None:
                   f"return {final['mean_reward']:.0f}, wall {r['wall_s']:.0f} s"
                   f"{'' if sat is None else f', actor saturated from {sat} frames'}"
                   f"{' (an earlier call ran it: ' + DONE + ')' if r.pop('reused', False) else ''}", flush=True)
-            for route, figures in r.get("final_eval_by_route", {}).items():  # a fixed contender's, by route
-                print(f"    {route}: success {figures.get('success_rate', math.nan):.0%}, lane invasions "
-                      f"{figures.get('lane_invasions_per_km', math.nan):.2f} per km", flush=True)
+            if r.get("final_eval_by_route"):  # a fixed contender on routes: as av-td3 evaluate prints it
+                print(textwrap.indent(table({
+                    "run": f"{r['contender']} seed {r['seed']}", "step": final["step"],
+                    "episodes": cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes,
+                    "routes": r["final_eval_by_route"], "overall": final}), "    "), flush=True)
     report(results, cfg, args)
 
 

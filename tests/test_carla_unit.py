@@ -44,8 +44,10 @@ def state(x, y, yaw, speed=0.0, elapsed=0.0, ax=0.0, ay=0.0):
 
 
 def measure_at(route, ego, prev, *, marking_geometry="outline", max_marking_overlap=None, **kw):
-    """measure() under the default CARLA env config (2.5 m lateral bound, 3 m goal radius, 3.5 m lane)."""
-    cfg = CarlaEnvConfig(marking_geometry=marking_geometry, max_marking_overlap=max_marking_overlap)
+    """measure() with a 2.5 m lateral bound, a 3 m goal radius, a 0.05 s tick and a 3.5 m lane."""
+    cfg = CarlaEnvConfig(max_lateral_deviation=2.5, goal_radius=3.0, fixed_delta_seconds=0.05,
+                         marking_geometry=marking_geometry, max_marking_overlap=max_marking_overlap)
+    assert cfg.reward.lane_width == 3.5
     args = dict(collision=False, lane_invasion=False, obstacle_distance=math.inf, obstacle_speed=0.0,
                 half_size=(2.4, 1.0)) | kw
     return measure(route, ego, prev, cfg, **args)
