@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from av_td3.helptext import plain
 from common import machine
 
 ARMS = {"1 env": ["trainer.num_envs=1"], "1 env, worker": ["trainer.num_envs=1", "env.worker=true"],
@@ -41,7 +42,7 @@ def run(scenario: str, arm: list[str], steps: int, learning_starts: int, root: P
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", default=["light", "heavy"])
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--learning-starts", type=int, default=500)

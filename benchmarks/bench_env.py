@@ -41,6 +41,7 @@ from av_td3.agents.spec import AgentSpec
 from av_td3.config import ClassicalConfig, ClippingConfig, HighwayEnvConfig
 from av_td3.envs.highway import HighwayDrivingEnv, PlainHighwayDrivingEnv
 from av_td3.metrics import EpisodeMetrics
+from av_td3.helptext import plain
 from common import machine
 
 SCENARIOS = {"light": 20, "medium": 50, "heavy": 100}  # conf/scenario/*.yaml npc_vehicles
@@ -247,7 +248,7 @@ def fidelity(scenario: str, image: int, n: int, radius: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     ap.add_argument("--image", type=int, default=84, help="image side (SPEC: 84)")
     ap.add_argument("--rounds", type=int, default=5)

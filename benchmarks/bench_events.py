@@ -34,6 +34,7 @@ from av_td3 import tags
 from av_td3.analysis import validate
 from av_td3.analysis.events import event_files, read_scalars
 from av_td3.analysis.runs import find_run_paths
+from av_td3.helptext import plain
 
 CLIPPING = {"actor": {"mode": "norm", "max_norm": 1.0, "norm_type": 2.0},
             "critic": {"mode": "norm", "max_norm": 10.0, "norm_type": 2.0}}
@@ -144,7 +145,7 @@ def timed(fn) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tags", type=int, default=40)
     ap.add_argument("--points", type=int, default=10_000)

@@ -41,7 +41,7 @@ between) is named, with the settings that differ.
 
     python benchmarks/bench_learning.py --seeds 0 1 2 3 4 --sb3-seeds 0 1       # ~1 h on 2 cores
     python benchmarks/bench_learning.py --seeds 0 1 --contenders ours sb3 -- trainer.total_steps=30000
-    python benchmarks/bench_learning.py --experiment drive_from_camera --equal --contenders ours sb3 \
+    python benchmarks/bench_learning.py --experiment drive_from_camera --equal --contenders ours sb3 \\
         --seeds 0 1 2 3 4 5 6 7 8 9                                                 # equal terms, paired
 """
 
@@ -57,6 +57,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from av_td3.helptext import plain
 
 FIGURES = (("success_rate", "success rate"), ("collisions_per_km", "collisions per km"),
            ("mean_reward", "return"))
@@ -437,7 +439,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sb3-seeds", type=int, nargs="+", help="seeds for SB3 (default: --seeds); the wall-time "
                                                              "ratio uses the seeds both learners ran")

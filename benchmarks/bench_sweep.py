@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from av_td3 import available_cores
+from av_td3.helptext import plain
 from common import median
 
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
@@ -68,7 +69,7 @@ def sweep(sweep_dir: Path, mode: str, steps: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=600, help="trainer.total_steps of each job (smoke: 600)")
     a = ap.parse_args()

@@ -41,12 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from av_td3.helptext import plain
+
 TURN_RATE, TURN_WINDOW, TRAFFIC_GAP, MOVING = 1 / 150, 5.0, 15.0, 4.0  # rad/m, m, m, m/s
 REAR_END_GAP = 2.0  # m bumper to bumper to the car ahead in the lane, the frame before a collision
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, nargs="?", help="a run directory (not with --classical)")
     p.add_argument("--classical", action="store_true", help="the car-following classical controller instead")
     p.add_argument("--episodes", type=int, default=12)

@@ -55,3 +55,17 @@ def test_validate_names_a_done_run_without_results_for_what_it_is(tmp_path, caps
     finished = checks_of(out)["finished"]
     assert finished["status"] == "warn" and "DONE marker but no results.json" in finished["message"]
     assert "unfinished" not in finished["message"]
+
+
+@pytest.mark.parametrize("script", ["bench_collect", "bench_env", "bench_events", "bench_learning", "bench_sweep",
+                                    "lane_keeping"])
+def test_benchmark_help_is_plain_text_and_keeps_its_example_commands_whole(script):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    proc = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "``" not in proc.stdout
+    # a backslash line continuation in the docstring must reach the reader, not join two lines
+    joined = [ln for ln in proc.stdout.splitlines() if re.search(r"\S {8,}--", ln)]
+    assert not joined, joined
