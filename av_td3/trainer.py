@@ -80,7 +80,7 @@ class Trainer:
             if self.resumed:
                 log.info("resumed from %s at step %d (episode %d)", self.state.checkpoint_path, self.state.step,
                          self.state.episode)
-                self._warn_changed_config()
+                self._warn_changed_config(raw_cfg)
             # Everything up to and including the checkpoint's step is kept; later events are replaced.
             self.logger = RunLogger(run_dir, purge_step=self.state.step + 1 if self.resumed else None)
         except BaseException:
@@ -90,12 +90,12 @@ class Trainer:
         self.stop = StopControl(cfg.trainer.stop_grace_s)
         self.progress = Progress(cfg.trainer.progress_bar, cfg.trainer.learning_starts, cfg.trainer.total_steps)
 
-    def _warn_changed_config(self) -> None:
+    def _warn_changed_config(self, raw_cfg: DictConfig) -> None:
         """A resume composes its command again, so a default changed since the run started (or an override
         added) changes the run part way: name each such setting (beyond RESUME_MAY_CHANGE) in one line."""
         if self.state.resumed_config is None:
             return
-        changed = changed_settings(self.state.resumed_config, self.state.config, RESUME_MAY_CHANGE)
+        changed = changed_settings(self.state.resumed_config, self.state.config, RESUME_MAY_CHANGE, raw_cfg)
         if changed:
             log.warning("resumed with settings the run's checkpoint was not saved with (it trains on with "
                         "these from step %d): %s", self.state.step,

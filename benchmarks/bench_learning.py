@@ -123,7 +123,7 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
             if "config" not in saved:
                 print(f"  note: {contender} seed {seed}'s saved result is reused; its composed config was "
                       "not saved, so it is not checked against this call's", flush=True)
-            elif changed := changed_settings(saved["config"], config):
+            elif changed := changed_settings(saved["config"], config, now_raw=raw):
                 print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
                       f"config ({describe_changes(changed)})", flush=True)
             return {"contender": contender, "seed": seed, **saved["result"], "reused": True}

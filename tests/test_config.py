@@ -243,3 +243,30 @@ def test_each_leave_one_out_arm_sets_back_only_its_lever(compose):
         assert changed == keys, arm
         assert all(cfg[k] == reference[k] for k in keys), arm
         validate(compose(["+experiment=drive_from_camera_ablation", f"without={arm}"]))
+
+
+def test_a_setting_an_earlier_config_lacks_counts_as_changed_only_where_it_is_not_at_its_default(compose):
+    """A run saved before a setting existed ran with its default (config/saved.py): comparing its config
+    with today's (a resume, a reused benchmark job) names the setting only where today's command moves it
+    off that default, and a setting whose default changed by the value the earlier run ran with."""
+    from omegaconf import OmegaConf
+
+    from av_td3.config.saved import changed_settings, schema_default
+
+    def plain(raw):
+        return OmegaConf.to_container(raw, resolve=True)
+
+    earlier = plain(compose(["env.max_marking_overlap=0"]))
+    del earlier["env"]["marking_bound_in_eval"]
+    for overrides, named in ((["env.max_marking_overlap=0"], False),
+                             (["env.max_marking_overlap=0", "env.marking_bound_in_eval=false"], True)):
+        raw = compose(overrides)
+        assert schema_default(raw, "env.marking_bound_in_eval") is True
+        changed = changed_settings(earlier, plain(raw), now_raw=raw)
+        assert ("env.marking_bound_in_eval" in changed) == named, changed
+        assert "env.marking_bound_in_eval" in changed_settings(earlier, plain(raw))  # without now_raw: absent
+    assert schema_default(raw, "env.no_such_setting") != schema_default(raw, "env.no_such_setting")
+    # a run saved before the footprint's outline was the default ran with the straight-lane box
+    del earlier["env"]["marking_geometry"]
+    raw = compose(["env.max_marking_overlap=0"])
+    assert changed_settings(earlier, plain(raw), now_raw=raw)["env.marking_geometry"] == ("lane_frame", "outline")

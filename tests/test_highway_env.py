@@ -212,6 +212,25 @@ def test_a_marking_overlap_bound_ends_the_episode_once_the_footprint_is_that_far
     assert info["reward_components"]["safety"] <= -20.0  # paid as off road
 
 
+@pytest.mark.parametrize("in_eval", ["true", "false"])
+def test_evaluation_episodes_end_at_the_footprint_bound_only_with_marking_bound_in_eval(compose, in_eval):
+    from av_td3.config import validate
+    from av_td3.envs.factory import make_env
+
+    cfg = validate(compose(["env.image_height=36", "env.image_width=36", "scenario.npc_vehicles=0",
+                            "env.max_marking_overlap=0", f"env.marking_bound_in_eval={in_eval}"]))
+    ends = {}
+    for role in ("train", "eval"):
+        env = make_env(cfg, role)
+        env.reset(seed=0)
+        steps = run(env, [[0.05, 0.6]] * 400)
+        env.close()
+        ends[role] = [s[4]["lane_invasion"] for s in steps].index(True) == len(steps) - 1
+        assert steps[-1][2] and steps[-1][4]["off_road"]
+    assert ends["train"]  # the first invasion's step ends a training episode
+    assert ends["eval"] == (in_eval == "true")  # false: evaluation drives on until the centre leaves the road
+
+
 def test_driving_into_a_parked_car_is_a_collision():
     env = make()
     env.reset(seed=0)

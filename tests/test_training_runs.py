@@ -178,3 +178,33 @@ def test_progress_bar_and_log_lines_never_share_a_line(tmp_path):
     # The warm-up has its own bar: the training bar's rate, hence its ETA, excludes warm-up frames.
     assert any(s.startswith("warm-up:") for s in bars) and any(s.startswith("train:") for s in bars)
     assert any("eval_success=" in s for s in bars)
+
+
+def test_evaluation_never_changes_what_training_learns(tmp_path):
+    """Evaluation episodes (their own env, seeds and bound) leave the training stream alone: two runs that
+    differ only in where evaluation ends its episodes report different evaluations and finish with the same
+    weights, so an evaluation setting (env.marking_bound_in_eval) changes what a run reports, never what it
+    learns."""
+    import torch
+
+    def tensors(state, prefix=""):
+        if isinstance(state, dict):
+            for k, v in state.items():
+                yield from tensors(v, f"{prefix}/{k}")
+        elif torch.is_tensor(state):
+            yield prefix, state
+
+    weights, evals = [], []
+    for in_eval in ("true", "false"):
+        run = tmp_path / in_eval
+        train(["+experiment=drive_from_camera_lane_bound", "size=smoke", "trainer.total_steps=1500",
+               "trainer.learning_starts=300", "trainer.eval_every=500", "trainer.eval_episodes=1",
+               "trainer.final_eval_episodes=2", f"env.marking_bound_in_eval={in_eval}",
+               f"hydra.run.dir={run}"], tmp_path)
+        weights.append(dict(tensors(torch.load(run / "checkpoint.pt", weights_only=False,
+                                               map_location="cpu")["agent"])))
+        evals.append((run / "eval.csv").read_text())
+    assert evals[0] != evals[1]  # the first lane invasion ended some evaluation episode only with the bound in evaluation
+    a, b = weights
+    assert a.keys() == b.keys() and len(a) > 10
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]

@@ -12,13 +12,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from av_td3.config.agent import ClassicalConfig, TD3Config
 from av_td3.config.clipping import ClippingConfig, NetClipConfig
-from av_td3.config.env import CarlaEnvConfig, GymEnvConfig, HighwayEnvConfig, RewardConfig
+from av_td3.config.env import CarlaEnvConfig, DrivingEnvConfig, GymEnvConfig, HighwayEnvConfig, RewardConfig
 from av_td3.config.errors import ConfigError
 from av_td3.config.exploration import ExplorationConfig
 from av_td3.config.root import Config, ScenarioConfig, TrainerConfig, register_configs
 
 __all__ = [
-    "CarlaEnvConfig", "ClassicalConfig", "ClippingConfig", "Config", "ConfigError", "ExplorationConfig",
+    "CarlaEnvConfig", "ClassicalConfig", "ClippingConfig", "Config", "ConfigError", "DrivingEnvConfig",
+    "ExplorationConfig",
     "GymEnvConfig",
     "HighwayEnvConfig", "NetClipConfig", "RewardConfig", "ScenarioConfig", "TD3Config",
     "TrainerConfig", "register_configs", "validate",

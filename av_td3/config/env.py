@@ -131,6 +131,10 @@ class DrivingEnvConfig(EnvProcessConfig):
     # terminates as off road: 0 ends it on the first lane invasion, so cutting a turn's inside corner costs
     # the rest of the episode as drifting off the road does. None: no such bound (the reference).
     max_marking_overlap: Optional[float] = None
+    # Whether evaluation episodes (periodic, final, `av-td3 evaluate`) end at that bound too. false makes
+    # the bound a training device only: evaluation drives to the task's own ends, so its success and lane
+    # invasions compare with a run trained without one.
+    marking_bound_in_eval: bool = True
     # Where the ego's footprint lies against its lane's markings (StepQuantities.marking_overlap, and the
     # embedded simulator's lane invasions): "outline" projects the footprint's outline on the route, exact
     # on curves as CARLA's lane invasion sensor sees the car; "lane_frame" sets the box at the centre's

@@ -40,12 +40,38 @@ def flatten_config(config: dict) -> dict[str, Any]:
     return out
 
 
-def changed_settings(then: dict, now: dict, ignore: Iterable[str] = ()) -> dict[str, tuple]:
+def changed_settings(then: dict, now: dict, ignore: Iterable[str] = (), now_raw=None) -> dict[str, tuple]:
     """Dotted key -> (value then, value now) for every setting two composed configs (plain nested dicts)
-    hold differently, "(absent)" where one lacks it; keys in ``ignore`` are left out."""
+    hold differently, "(absent)" where one lacks it; keys in ``ignore`` are left out. With ``now_raw`` (the
+    DictConfig ``now`` was resolved from), a setting ``then`` lacks counts as changed only where ``now``
+    holds it otherwise than its default (``schema_default``): the earlier run ran with that default."""
     then, now, skip = flatten_config(then), flatten_config(now), set(ignore)
-    return {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
-            if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
+    then |= earlier_values(then.__contains__)
+    changed = {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
+               if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
+    if now_raw is not None:
+        changed = {k: v for k, v in changed.items()
+                   if not (k not in then and k in now and schema_default(now_raw, k) == now[k])}
+    return changed
+
+
+def schema_default(raw, dotted: str) -> Any:
+    """The default of setting ``dotted`` in the composed DictConfig ``raw``: the field default of the
+    dataclass that types its parent node. A key no dataclass declares has no default: a sentinel that
+    equals nothing."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    parent_key, _, name = dotted.rpartition(".")
+    parent = OmegaConf.select(raw, parent_key) if parent_key else raw
+    kind = OmegaConf.get_type(parent) if parent is not None else None
+    fields = {f.name: f for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+    if name not in fields:
+        return object()
+    f = fields[name]
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return tuple(default) if isinstance(default, list) else default
 
 
 def describe_changes(changed: dict[str, tuple]) -> str:

@@ -4,26 +4,36 @@ is what the trainer calls: with the action repeat, and in a worker process when 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import gymnasium as gym
 from hydra.utils import get_object
 
-from av_td3.config import CarlaEnvConfig, Config, GymEnvConfig, HighwayEnvConfig
+from av_td3.config import CarlaEnvConfig, Config, DrivingEnvConfig, GymEnvConfig, HighwayEnvConfig
 from av_td3.envs.action_repeat import with_repeat
 from av_td3.envs.worker import SupervisedEnv, Turns
+
+
+def role_env_config(env_cfg, role: str):
+    """The env config an env of ``role`` runs: any role but ``train`` (evaluation) drops the footprint
+    bound (``env.max_marking_overlap``) when ``env.marking_bound_in_eval`` is false."""
+    if role == "train" or not isinstance(env_cfg, DrivingEnvConfig) or env_cfg.marking_bound_in_eval:
+        return env_cfg
+    return replace(env_cfg, max_marking_overlap=None)
 
 
 def make_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
     """``render``: the embedded simulator also renders RGB frames (``env.render()``, for eval videos);
     CARLA and Gymnasium envs ignore it (their videos show the policy's camera view only)."""
-    factory = get_object(cfg.env._target_)
-    if isinstance(cfg.env, GymEnvConfig):
-        return factory(cfg.env, role=role)
-    kwargs = {"job_num": job_num} if isinstance(cfg.env, CarlaEnvConfig) else {}
-    if render and isinstance(cfg.env, HighwayEnvConfig):
+    env_cfg = role_env_config(cfg.env, role)
+    factory = get_object(env_cfg._target_)
+    if isinstance(env_cfg, GymEnvConfig):
+        return factory(env_cfg, role=role)
+    kwargs = {"job_num": job_num} if isinstance(env_cfg, CarlaEnvConfig) else {}
+    if render and isinstance(env_cfg, HighwayEnvConfig):
         kwargs["render_mode"] = "rgb_array"
-    return factory(cfg.env, npc_vehicles=cfg.scenario.npc_vehicles, role=role, **kwargs)
+    return factory(env_cfg, npc_vehicles=cfg.scenario.npc_vehicles, role=role, **kwargs)
 
 
 def build_run_env(cfg: Config, role: str, job_num: int = 0, render: bool = False) -> gym.Env:
