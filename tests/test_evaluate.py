@@ -67,6 +67,19 @@ def test_evaluate_on_a_route_file_outside_the_package(camera_run, tmp_path):
     assert list((out / "videos").glob("evaluate_my_road.gif"))
 
 
+def test_evaluate_on_the_test_routes_drives_the_final_evaluations_episodes(camera_run, tmp_path):
+    """`av-td3 evaluate RUN --routes test --episodes N` drives the final evaluation's N episodes (its routes
+    and seeds) with the final policy: the same figures, so a kept run can be counted again under other
+    bounds on the episodes its results.json reports."""
+    r = subprocess.run(EVALUATE + [str(camera_run), "--routes", "test", "--episodes", "4", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((tmp_path / "evaluate.json").read_text())["overall"]
+    final = json.loads((camera_run / "results.json").read_text())["final_eval"]
+    for key in ("mean_reward", "success_rate", "avg_episode_length", "lane_invasions_per_km"):
+        assert again[key] == pytest.approx(final[key]), key
+
+
 def test_evaluate_a_split_with_overrides(camera_run, tmp_path):
     r = subprocess.run(EVALUATE + [str(camera_run), "--routes", "train", "--episodes", "8", "--out", str(tmp_path),
                                    "--", "scenario.npc_vehicles=0"], capture_output=True, text=True, timeout=300)
