@@ -204,7 +204,8 @@ def test_evaluation_never_changes_what_training_learns(tmp_path):
         weights.append(dict(tensors(torch.load(run / "checkpoint.pt", weights_only=False,
                                                map_location="cpu")["agent"])))
         evals.append((run / "eval.csv").read_text())
-    assert evals[0] != evals[1]  # the first lane invasion ended some evaluation episode only with the bound in evaluation
+    # the first lane invasion ended some evaluation episode only with the bound in evaluation
+    assert evals[0] != evals[1]
     a, b = weights
     assert a.keys() == b.keys() and len(a) > 10
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]

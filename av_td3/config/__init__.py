@@ -19,10 +19,8 @@ from av_td3.config.root import Config, ScenarioConfig, TrainerConfig, register_c
 
 __all__ = [
     "CarlaEnvConfig", "ClassicalConfig", "ClippingConfig", "Config", "ConfigError", "DrivingEnvConfig",
-    "ExplorationConfig",
-    "GymEnvConfig",
-    "HighwayEnvConfig", "NetClipConfig", "RewardConfig", "ScenarioConfig", "TD3Config",
-    "TrainerConfig", "register_configs", "validate",
+    "ExplorationConfig", "GymEnvConfig", "HighwayEnvConfig", "NetClipConfig", "RewardConfig", "ScenarioConfig",
+    "TD3Config", "TrainerConfig", "register_configs", "validate",
 ]
 
 
