@@ -197,7 +197,7 @@ def test_evaluation_never_changes_what_training_learns(tmp_path):
     weights, evals = [], []
     for in_eval in ("true", "false"):
         run = tmp_path / in_eval
-        train(["+experiment=drive_from_camera_lane_bound", "size=smoke", "trainer.total_steps=1500",
+        train(["+experiment=drive_from_camera_lane_bound", "size=smoke", "trainer.total_steps=1000",
                "trainer.learning_starts=300", "trainer.eval_every=500", "trainer.eval_episodes=1",
                "trainer.final_eval_episodes=2", f"env.marking_bound_in_eval={in_eval}",
                f"hydra.run.dir={run}"], tmp_path)
