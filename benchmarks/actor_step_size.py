@@ -1,4 +1,4 @@
-"""The reference's freezing arithmetic, measured (issue 14): the actor's RMS step per weight at SPEC's
+"""The reference's freezing arithmetic, measured: the actor's RMS step per weight at SPEC's
 shapes (1,895,330 actor parameters, 4x84x84, batch 256, Adam lr 3e-4), over its first 8 updates on
 random batches, with actor max_norm none / 1 / 0.01 and max_norm 1 with weight decay 1e-4.
 
