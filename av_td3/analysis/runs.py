@@ -22,7 +22,7 @@ import numpy as np
 from av_td3 import tags as tags_module
 from av_td3.analysis.events import Series, event_files
 from av_td3.analysis.events import read_scalars as _read_event_files
-from av_td3.config.saved import earlier_values, flatten_config
+from av_td3.config.saved import flatten_saved_config
 from av_td3.rundir import (CONFIG, DONE, ERROR, EVAL_TABLE, KEPT_CONFIG, KEPT_OVERRIDES,  # noqa: F401
                            OVERRIDES, RESULTS, TB, table_file)  # the layout, in one place
 
@@ -89,8 +89,7 @@ class RunDir:
         """The composed config as dotted keys -> values (lists as tuples): what tells runs apart. A
         setting added later with a default that does not reproduce what the run did (``config/saved.py``) has
         the value the run ran with."""
-        flat = flatten_config(self.config)
-        return flat | earlier_values(flat.__contains__)
+        return flatten_saved_config(self.config)
 
     @property
     def foreign(self) -> bool:

@@ -40,13 +40,19 @@ def flatten_config(config: dict) -> dict[str, Any]:
     return out
 
 
+def flatten_saved_config(config: dict) -> dict[str, Any]:
+    """A saved composed config as dotted keys (``flatten_config``), with the value the run ran with for each
+    setting of ``EARLIER_VALUES`` it lacks."""
+    flat = flatten_config(config)
+    return flat | earlier_values(flat.__contains__)
+
+
 def changed_settings(then: dict, now: dict, ignore: Iterable[str] = (), now_raw=None) -> dict[str, tuple]:
     """Dotted key -> (value then, value now) for every setting two composed configs (plain nested dicts)
     hold differently, "(absent)" where one lacks it; keys in ``ignore`` are left out. With ``now_raw`` (the
     DictConfig ``now`` was resolved from), a setting ``then`` lacks counts as changed only where ``now``
     holds it otherwise than its default (``schema_default``): the earlier run ran with that default."""
-    then, now, skip = flatten_config(then), flatten_config(now), set(ignore)
-    then |= earlier_values(then.__contains__)
+    then, now, skip = flatten_saved_config(then), flatten_config(now), set(ignore)
     changed = {k: (then.get(k, "(absent)"), now.get(k, "(absent)")) for k in sorted(then.keys() | now.keys())
                if k not in skip and then.get(k, "(absent)") != now.get(k, "(absent)")}
     if now_raw is not None:
