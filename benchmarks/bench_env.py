@@ -40,8 +40,8 @@ from av_td3.agents.classical import ClassicalAgent
 from av_td3.agents.spec import AgentSpec
 from av_td3.config import ClassicalConfig, ClippingConfig, HighwayEnvConfig
 from av_td3.envs.highway import HighwayDrivingEnv, PlainHighwayDrivingEnv
-from av_td3.metrics import EpisodeMetrics
 from av_td3.helptext import plain
+from av_td3.metrics import EpisodeMetrics
 from common import machine
 
 SCENARIOS = {"light": 20, "medium": 50, "heavy": 100}  # conf/scenario/*.yaml npc_vehicles
