@@ -3,7 +3,7 @@ imports the rest of av_td3, so both sides depend on it and on nothing of each ot
 
     RUN/.hydra/{config,hydra,overrides}.yaml   Hydra's record of the run (the composed config)
     RUN/events.out.tfevents.*                  TensorBoard, one file per segment (a resume adds one)
-    RUN/train.csv, RUN/eval.csv                episodes and evaluations, one row each
+    RUN/train.csv, RUN/eval.csv                episodes (with how each ended) and evaluations, one row each
     RUN/checkpoint.pt                          the whole run state (agent, replay, RNG, counters)
     RUN/results.json                           written when a segment ends: status, step, evaluations
     RUN/videos/                                evaluation videos (trainer.eval_video, av-td3 evaluate --video)

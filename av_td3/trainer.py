@@ -41,6 +41,7 @@ from av_td3.envs.factory import build_run_env
 from av_td3.envs.route_file import eval_routes
 from av_td3.evaluation import evaluate_by_route
 from av_td3.logger import RunLogger
+from av_td3.metrics import DRIVING_KEY
 from av_td3.progress import Progress, postfix
 from av_td3.replay import ReplayBuffer
 from av_td3.rundir import DONE, EVAL_TABLE, TRAIN_TABLE
@@ -272,9 +273,11 @@ class Trainer:
                   tags.EXPLORATION_NOISE: self.pool.explorers[0].std(step)}
         values |= {tags.reward_component(k): v for k, v in ep.components.items()}
         self.logger.scalars(values, step)
-        self.logger.row(TRAIN_TABLE, {"step": step, "episode": self.state.episode, "return": ep.total,
-                                  "length": ep.length, "success": int(ep.success)},
-                        console=not self.cfg.trainer.progress_bar)
+        row = {"step": step, "episode": self.state.episode, "return": ep.total, "length": ep.length,
+               "success": int(ep.success)}
+        if ep.driving:  # how it ended, so a run's training episodes can be read as its evaluations are
+            row["ended"] = ep.ended()
+        self.logger.row(TRAIN_TABLE, row, console=not self.cfg.trainer.progress_bar)
 
     # --- evaluation, reports, checkpoints -------------------------------------------------------------
     def _episodes_on(self, env, routes, final: bool, recorder=None) -> tuple[dict, dict, int]:
@@ -355,11 +358,12 @@ class Trainer:
 
 
 class EpisodeTally:
-    """Return, length (env frames) and reward components of one training episode."""
+    """Return, length (env frames), reward components and how one training episode ended."""
 
     def __init__(self, index: int = 0):
         self.index = index  # which training episode (its seed)
         self.total, self.length, self.success = 0.0, 0, False
+        self.driving = self.collision = self.off_road = False  # driving: its steps report StepQuantities
         self.last_frames = 0  # env frames of the latest agent step
         self.components: dict[str, float] = {}
 
@@ -370,8 +374,18 @@ class EpisodeTally:
         self.length += len(frames)
         for _, frame in frames:
             self.success = self.success or bool(frame.get("is_success", False))
+            if DRIVING_KEY in frame:
+                self.driving = True
+                self.collision = self.collision or bool(frame["collision"])
+                self.off_road = self.off_road or bool(frame["off_road"])
             for k, v in frame.get("reward_components", {}).items():
                 self.components[k] = self.components.get(k, 0.0) + float(v)
+
+    def ended(self) -> str:
+        """success, collision, off_road (no collision; under env.max_marking_overlap also a lane invasion)
+        or timeout (neither: truncated), as an evaluation's success, crash, off-road and timeout rates."""
+        return ("success" if self.success else "collision" if self.collision else
+                "off_road" if self.off_road else "timeout")
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:

@@ -146,6 +146,11 @@ def test_action_repeat_counts_env_frames_everywhere(tmp_path):
     rows = list(csv.DictReader((run / "train.csv").open()))
     # Episode lengths are in env frames: a truncated smoke episode is 150 frames, not 50 agent steps.
     assert max(int(r["length"]) for r in rows) == 150
+    # How each ended: truncated at 150 frames is a timeout; shorter, a collision or leaving the road.
+    for r in rows:
+        expected = ({"success"} if r["success"] == "1" else {"timeout"} if r["length"] == "150"
+                    else {"collision", "off_road"})
+        assert r["ended"] in expected, r
     assert results["final_eval"]["avg_episode_length"] <= 150
     (r,) = discover_runs([run])
     noise = read_scalars(r, [tags.EXPLORATION_NOISE])[tags.EXPLORATION_NOISE]
