@@ -105,6 +105,8 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["env.frame_stride=0"], "env.frame_stride"),
     (["env.marking_geometry=straight"], "env.marking_geometry"),
     (["env.max_marking_overlap=-0.1"], "env.max_marking_overlap"),
+    (["env.marking_bound_probability=0"], "env.marking_bound_probability"),
+    (["env.marking_bound_probability=1.5"], "env.marking_bound_probability"),
     (["scenario.npc_vehicles=-3"], "scenario.npc_vehicles"),
 ])
 def test_impossible_values_name_the_key(compose, override, key):

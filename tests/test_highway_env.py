@@ -212,6 +212,21 @@ def test_a_marking_overlap_bound_ends_the_episode_once_the_footprint_is_that_far
     assert info["reward_components"]["safety"] <= -20.0  # paid as off road
 
 
+def test_a_marking_bound_probability_ends_some_steps_past_the_bound_and_drives_on_from_others():
+    def steps_over(seed):  # frames with the footprint past the bound, and whether the centre was on the road
+        env = make(max_marking_overlap=0.0, marking_bound_probability=0.3)
+        env.reset(seed=seed)
+        steps = run(env, [[0.05, 0.6]] * 400)
+        assert steps[-1][2] and steps[-1][4]["off_road"]
+        return (sum(s[4]["marking_overlap"] > 0 for s in steps),
+                abs(steps[-1][4]["lateral_deviation"]) < make().cfg.max_lateral_deviation)
+
+    ends = [steps_over(seed) for seed in range(6)]
+    assert max(k for k, _ in ends) > 1  # drove on past a step over the bound (certain ends: always 1)
+    assert any(on_road for _, on_road in ends)  # and a draw, not the road's edge, ended one
+    assert steps_over(3) == ends[3]  # the draws are the episode seed's
+
+
 @pytest.mark.parametrize("in_eval", ["true", "false"])
 def test_evaluation_episodes_end_at_the_footprint_bound_only_with_marking_bound_in_eval(compose, in_eval):
     from av_td3.config import validate

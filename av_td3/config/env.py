@@ -135,6 +135,11 @@ class DrivingEnvConfig(EnvProcessConfig):
     # the bound a training device only: evaluation drives to the task's own ends, so its success and lane
     # invasions compare with a run trained without one.
     marking_bound_in_eval: bool = True
+    # The chance that a step with the footprint past that bound ends the episode (drawn per step, seeded per
+    # episode). 1: the first such step ends it. Below 1 the policy also learns to drive on from a touch,
+    # which a policy trained to a certain end never sees, while every step it stays over the marking risks
+    # the end: 0.1 per agent step ends two touches in three within ten steps.
+    marking_bound_probability: float = 1.0
     # Where the ego's footprint lies against its lane's markings (StepQuantities.marking_overlap, and the
     # embedded simulator's lane invasions): "outline" projects the footprint's outline on the route, exact
     # on curves as CARLA's lane invasion sensor sees the car; "lane_frame" sets the box at the centre's
@@ -199,6 +204,8 @@ class DrivingEnvConfig(EnvProcessConfig):
         check(self.max_lateral_deviation > 0, f"{key}.max_lateral_deviation", "must be positive")
         check(self.max_marking_overlap is None or self.max_marking_overlap >= 0, f"{key}.max_marking_overlap",
               f"must be >= 0 or null, got {self.max_marking_overlap}")
+        check(0 < self.marking_bound_probability <= 1, f"{key}.marking_bound_probability",
+              f"must be in (0, 1], got {self.marking_bound_probability}")
         check(self.marking_geometry in MARKING_GEOMETRIES, f"{key}.marking_geometry",
               f"must be one of {', '.join(MARKING_GEOMETRIES)}, got {self.marking_geometry!r}")
         check(self.goal_radius > 0, f"{key}.goal_radius", "must be positive")

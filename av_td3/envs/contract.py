@@ -267,10 +267,18 @@ _STEP_FIELDS = tuple(f.name for f in fields(StepQuantities))
 
 
 def off_road(lateral: float, overlap: float, max_lateral_deviation: float,
-             max_marking_overlap: float | None) -> bool:
+             max_marking_overlap: float | None, bound_ends: bool = True) -> bool:
     """Whether the episode ends as off road: the centre more than ``max_lateral_deviation`` m from the route,
-    or the footprint more than ``max_marking_overlap`` m past its lane's edge (None: no footprint bound)."""
-    return abs(lateral) > max_lateral_deviation or (max_marking_overlap is not None and overlap > max_marking_overlap)
+    or the footprint more than ``max_marking_overlap`` m past its lane's edge (None: no footprint bound) on a
+    step where ``bound_ends`` (``bound_draw``)."""
+    past_bound = max_marking_overlap is not None and overlap > max_marking_overlap
+    return abs(lateral) > max_lateral_deviation or (past_bound and bound_ends)
+
+
+def bound_draw(probability: float, rng: np.random.Generator) -> bool:
+    """Whether this step's footprint bound ends the episode, with ``env.marking_bound_probability``. At 1
+    nothing is drawn, so every other draw of the episode is as without the setting."""
+    return probability >= 1.0 or bool(rng.random() < probability)
 
 
 def marking_overlap(lateral: float, heading_error: float, half_length: float, half_width: float,

@@ -44,7 +44,8 @@ from highway_env.vehicle.kinematics import Vehicle  # noqa: E402
 
 from av_td3.config.env import HighwayEnvConfig  # noqa: E402
 from av_td3.envs.contract import (ACTION_SPACE, IMAGE, MAX_STEER_RAD, VECTOR, FrameStack,  # noqa: E402
-                                  StepQuantities, observation_space, off_road, split_action)
+                                  StepQuantities, bound_draw, observation_space, off_road,
+                                  split_action)
 from av_td3.envs.observation import observation_vector  # noqa: E402
 from av_td3.envs.reward import compute_reward  # noqa: E402
 from av_td3.envs.roads import RIGHT_LANE, builtin_road, road_from_file  # noqa: E402
@@ -149,6 +150,7 @@ class HighwayDrivingEnv(gym.Env):
         # IDM / MOBIL draw from the road's RandomState: seeded from this env's stream, like the traffic.
         road_seed = int(self.np_random.integers(2**31 - 1))
         self.road = self._new_road(np.random.RandomState(road_seed))
+        self._bound_rng = np.random.default_rng(road_seed)  # env.marking_bound_probability's draws
         s0, v0 = self._start()
         self.ego = EgoVehicle(self.road, self.route.point_at(s0), self.route.yaw_at(s0), self.cfg.wheelbase, v0,
                               self.cfg.friction * GRAVITY)
@@ -314,7 +316,8 @@ class HighwayDrivingEnv(gym.Env):
             longitudinal_jerk=jerk,
             collision=crashed and not self._crashed,  # highway-env's flag stays set: report its start
             lane_invasion=invading and not self._invading,
-            off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap),
+            off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap,
+                              bound_draw(cfg.marking_bound_probability, self._bound_rng)),
             progress=proj.s - self._s,
             distance_to_goal=max(self.route.length - proj.s, 0.0),
             route_completed=completed and not self._completed,

@@ -39,7 +39,7 @@ from av_td3.envs.carla.routes import load_route
 from av_td3.envs.carla.sensors import EventLog, FrameMatcher, bgra_to_gray, bgra_to_rgb, nearest_obstacle
 from av_td3.envs.carla.traffic import destroy_actors, spawn_npcs
 from av_td3.envs.carla.vehicle import EgoState, Tracker, measure, to_vehicle_control
-from av_td3.envs.contract import ACTION_SPACE, IMAGE, VECTOR, FrameStack, observation_space
+from av_td3.envs.contract import ACTION_SPACE, IMAGE, VECTOR, FrameStack, bound_draw, observation_space
 from av_td3.envs.observation import observation_vector
 from av_td3.envs.reward import compute_reward
 
@@ -181,6 +181,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
     def _build_episode(self, seed: int):
         carla, cfg = self._carla, self.cfg
         rng = np.random.default_rng(seed)
+        self._bound_rng = np.random.default_rng([seed, 1])  # env.marking_bound_probability's draws
         self._tm.set_random_device_seed(seed)
         self._ego = self._spawn_ego()
         extent = self._ego.bounding_box.extent
@@ -219,7 +220,7 @@ class CarlaDrivingEnv(ServerConnection, TakingTurns, gym.Env):
             collision=bool(self._collisions.take(frame)),
             lane_invasion=bool(self._lane_invasions.take(frame)),
             obstacle_distance=obstacle_distance, obstacle_speed=self._speed_along(other, ego),
-            half_size=self._half_size)
+            half_size=self._half_size, bound_ends=bound_draw(cfg.marking_bound_probability, self._bound_rng))
         return q, self._observation(image, ego, q, proj)
 
     def _observation(self, image, ego: EgoState, q, proj) -> dict[str, np.ndarray]:

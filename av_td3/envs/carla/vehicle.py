@@ -80,15 +80,15 @@ class Tracker:
 
 def measure(route: Route, ego: EgoState, prev: Tracker, cfg: CarlaEnvConfig, *, collision: bool,
             lane_invasion: bool, obstacle_distance: float, obstacle_speed: float,
-            half_size: tuple[float, float]) -> tuple[StepQuantities, Projection, Tracker]:
+            half_size: tuple[float, float], bound_ends: bool = True) -> tuple[StepQuantities, Projection, Tracker]:
     """The step's StepQuantities (signs as in contract.py), the route projection, the next tracker.
 
     ``cfg``: the env config (its bounds, goal radius, lane width, marking geometry and tick);
     ``obstacle_speed`` is the obstacle's velocity along the ego heading (0 for a parked car);
     ``half_size``: the ego's bounding-box half length and half width (m), whose footprint
     ``marking_overlap`` measures against a lane ``cfg.reward.lane_width`` m wide, placed as
-    ``cfg.marking_geometry`` says; off road past either bound (``contract.off_road``). The lane invasion
-    is CARLA's sensor's."""
+    ``cfg.marking_geometry`` says; off road past either bound (``contract.off_road``; the footprint bound
+    where ``bound_ends``, ``contract.bound_draw``). The lane invasion is CARLA's sensor's."""
     dt = ego.elapsed - prev.elapsed
     if not dt > 0:  # the first step after a reconnect; a snapshot without a newer timestamp
         dt = cfg.fixed_delta_seconds
@@ -111,7 +111,7 @@ def measure(route: Route, ego: EgoState, prev: Tracker, cfg: CarlaEnvConfig, *, 
         longitudinal_jerk=jerk,
         collision=bool(collision),
         lane_invasion=bool(lane_invasion),
-        off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap),
+        off_road=off_road(proj.lateral, overlap, cfg.max_lateral_deviation, cfg.max_marking_overlap, bound_ends),
         progress=proj.s - prev.s,
         distance_to_goal=max(route.length - proj.s, 0.0),
         route_completed=bool(np.hypot(*(ego.position - route.goal)) <= cfg.goal_radius),
