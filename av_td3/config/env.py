@@ -135,10 +135,10 @@ class DrivingEnvConfig(EnvProcessConfig):
     # the bound a training device only: evaluation drives to the task's own ends, so its success and lane
     # invasions compare with a run trained without one.
     marking_bound_in_eval: bool = True
-    # The chance that a step with the footprint past that bound ends the episode (drawn per step, seeded per
-    # episode). 1: the first such step ends it. Below 1 the policy also learns to drive on from a touch,
-    # which a policy trained to a certain end never sees, while every step it stays over the marking risks
-    # the end: 0.1 per agent step ends two touches in three within ten steps.
+    # The chance that an env frame with the footprint past that bound ends the episode (drawn per frame,
+    # seeded per episode). 1: the first such frame ends it. Below 1 the policy also learns to drive on from
+    # a touch, which a policy trained to a certain end never sees, while every frame it stays over the
+    # marking risks the end: at 0.1, two touches in three end within ten frames (0.5 s).
     marking_bound_probability: float = 1.0
     # Where the ego's footprint lies against its lane's markings (StepQuantities.marking_overlap, and the
     # embedded simulator's lane invasions): "outline" projects the footprint's outline on the route, exact
