@@ -169,16 +169,20 @@ def aggregate(episodes: Sequence[Mapping[str, float]]) -> dict[str, float]:
         # Episodes that met a slower vehicle ahead in the ego's lane: how much of the phase tested traffic.
         "encounter_rate": float(np.mean([e["encounter"] for e in episodes])),
     }
-    # How the failures ended (a route completed despite a bump counts as a success).
-    failed = [e for e in episodes if not e["success"]]
-    crashed = sum(e["crashed"] for e in failed)
-    off_road = sum(1.0 for e in failed if e["off_road"] and not e["crashed"])
-    out |= {"crash_rate": crashed / len(episodes), "off_road_rate": off_road / len(episodes),
-            "timeout_rate": (len(failed) - crashed - off_road) / len(episodes)}
+    ends = [episode_end(e["success"], e["crashed"], e["off_road"]) for e in episodes]
+    n = len(episodes)
+    out |= {"crash_rate": ends.count("collision") / n, "off_road_rate": ends.count("off_road") / n,
+            "timeout_rate": ends.count("timeout") / n}
     for key in EPISODE_MEANS:
         name = "avg_distance_m" if key == "distance_m" else key
         out[name] = _mean([e[key] for e in episodes if not math.isnan(e[key])])
     return out
+
+
+def episode_end(success: bool, crashed: bool, off_road: bool) -> str:
+    """How a driving episode ended: success (a route completed despite a bump counts as one), collision,
+    off_road (without a collision; past env.max_marking_overlap too) or timeout (neither: truncated)."""
+    return "success" if success else "collision" if crashed else "off_road" if off_road else "timeout"
 
 
 def planar_kinematics(xy: np.ndarray, dt: float) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ from av_td3.envs.factory import build_run_env
 from av_td3.envs.route_file import eval_routes
 from av_td3.evaluation import evaluate_by_route
 from av_td3.logger import RunLogger
-from av_td3.metrics import DRIVING_KEY
+from av_td3.metrics import DRIVING_KEY, episode_end
 from av_td3.progress import Progress, postfix
 from av_td3.replay import ReplayBuffer
 from av_td3.rundir import DONE, EVAL_TABLE, TRAIN_TABLE
@@ -382,10 +382,8 @@ class EpisodeTally:
                 self.components[k] = self.components.get(k, 0.0) + float(v)
 
     def ended(self) -> str:
-        """success, collision, off_road (no collision; under env.max_marking_overlap also a lane invasion)
-        or timeout (neither: truncated), as an evaluation's success, crash, off-road and timeout rates."""
-        return ("success" if self.success else "collision" if self.collision else
-                "off_road" if self.off_road else "timeout")
+        """How it ended, as an evaluation's rates count it (``metrics.episode_end``)."""
+        return episode_end(self.success, self.collision, self.off_road)
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:
