@@ -185,29 +185,15 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
     return {"evals": evals, "wall_s": trainer.elapsed(), "eval_s": eval_s[0], "frames": trainer.step}
 
 
-def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
+def sb3_policy_kwargs(a) -> dict:
+    """SB3's policy_kwargs for av-td3's networks under agent config ``a``: separate encoders of av-td3's
+    layout (NatureCNN of the config's widths -> linear feature_dim -> ReLU, concatenated with the
+    observation vector) and MLPs of its hidden sizes."""
     import torch
-    from stable_baselines3 import TD3
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from torch import nn
 
-    from av_td3.envs.factory import build_run_env
-    from av_td3.envs.route_file import eval_routes
-    from av_td3.evaluation import evaluate
-    from av_td3.trainer import eval_seeds
-
-    a, t, x = cfg.agent, cfg.trainer, cfg.exploration
-    routes = eval_routes(cfg.env)  # the trainer's evaluation routes: every contender drives the same episodes
-    k = t.action_repeat
-    train_env = build_run_env(cfg, "train")
-    test_env = eval_env(cfg)
-
     class DriveExtractor(BaseFeaturesExtractor):
-        """av-td3's encoder layout in SB3's terms: NatureCNN of the config's widths -> linear
-        feature_dim -> ReLU, concatenated with the observation vector."""
-
         def __init__(self, observation_space):
             image, vector = observation_space["image"], observation_space["vector"]
             super().__init__(observation_space, features_dim=a.feature_dim + vector.shape[0])
@@ -222,6 +208,27 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
 
         def forward(self, obs):
             return torch.cat([self.linear(self.cnn(obs["image"])), obs["vector"]], dim=1)
+
+    return dict(net_arch=list(a.hidden_dims), features_extractor_class=DriveExtractor,
+                share_features_extractor=False)
+
+
+def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
+    import torch
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from av_td3.envs.factory import build_run_env
+    from av_td3.envs.route_file import eval_routes
+    from av_td3.evaluation import evaluate
+    from av_td3.trainer import eval_seeds
+
+    a, t, x = cfg.agent, cfg.trainer, cfg.exploration
+    routes = eval_routes(cfg.env)  # the trainer's evaluation routes: every contender drives the same episodes
+    k = t.action_repeat
+    train_env = build_run_env(cfg, "train")
+    test_env = eval_env(cfg)
 
     n_act = train_env.action_space.shape[0]
     horizon = math.ceil(cfg.env.max_episode_steps / k)
@@ -275,8 +282,7 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
                 train_freq=(1, "step"), gradient_steps=t.updates_per_step, action_noise=noise,
                 policy_delay=a.policy_delay, target_policy_noise=a.policy_noise,
                 target_noise_clip=a.noise_clip, seed=cfg.seed, device="cpu", verbose=0,
-                policy_kwargs=dict(net_arch=list(a.hidden_dims), features_extractor_class=DriveExtractor,
-                                   share_features_extractor=False))
+                policy_kwargs=sb3_policy_kwargs(a))
     t0 = time.perf_counter()
     model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
     final = timed(lambda: probed(model, t.final_eval_episodes or t.eval_episodes))

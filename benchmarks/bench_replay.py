@@ -16,19 +16,22 @@ from av_td3.replay import ReplayBuffer
 from common import machine, make_agent, median, rate, reference_clipping, update_parser
 
 
-def fill(buf: ReplayBuffer, n: int, frames: int, image: int, seed: int = 0) -> None:
+def fill(buf: ReplayBuffer, n: int, frames: int, image: int, seed: int = 0, vector: int = 53,
+         width: int | None = None) -> None:
+    """``n`` transitions of random frames (``image`` x ``width`` pixels) and vectors, episodes of 500."""
     rng = np.random.default_rng(seed)
-    fs = FrameStack(frames, image, image)
-    obs = {"image": fs.push(rng.integers(0, 256, (image, image), dtype=np.uint8)),
-           "vector": np.zeros(53, np.float32)}
+    width = width or image
+    fs = FrameStack(frames, image, width)
+    obs = {"image": fs.push(rng.integers(0, 256, (image, width), dtype=np.uint8)),
+           "vector": np.zeros(vector, np.float32)}
     for t in range(n):
-        nxt = {"image": fs.push(rng.integers(0, 256, (image, image), dtype=np.uint8)),
-               "vector": rng.normal(size=53).astype(np.float32)}
+        nxt = {"image": fs.push(rng.integers(0, 256, (image, width), dtype=np.uint8)),
+               "vector": rng.normal(size=vector).astype(np.float32)}
         end = t % 500 == 499
         buf.add(obs, rng.uniform(-1, 1, 2).astype(np.float32), 0.0, nxt, False, end)
         if end:
             fs.reset()
-            nxt = {"image": fs.push(rng.integers(0, 256, (image, image), dtype=np.uint8)),
+            nxt = {"image": fs.push(rng.integers(0, 256, (image, width), dtype=np.uint8)),
                    "vector": nxt["vector"]}
         obs = nxt
 

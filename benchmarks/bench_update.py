@@ -16,6 +16,16 @@ idle), so drift on the machine hits all of them alike; each ratio is the median 
     python benchmarks/bench_update.py                  # CPU, 2 threads
     python benchmarks/bench_update.py --quick          # fewer contenders (no bf16, no tuned SB3)
     python benchmarks/bench_update.py --device cuda    # GPU, SB3 on the same GPU
+
+``--experiment NAME`` times the update of ``+experiment=NAME`` instead, under bench_learning.py's equal
+terms (``--equal``: separate encoders, no augmentation, penalties, auxiliary head or n-step returns):
+the experiment's image, frame stack, vector, networks and batch; ours built as av-td3-train builds it
+(``build_agent`` on the env's spaces, its replay buffer), SB3 with the networks and hyperparameters
+bench_learning.py gives it (the shared row: ours with its one encoder, else on equal terms). The update
+is what the learning benchmark's training-phase frames/s measures beside the env steps both frameworks
+share.
+
+    python benchmarks/bench_update.py --experiment drive_from_camera --quick
 """
 
 from __future__ import annotations
@@ -98,10 +108,13 @@ def sb3_model(image: int, frames: int, batch: int, device: str, n_fill: int):
     return model
 
 
-def build(c: Contender, image: int, frames: int, batch: int, device: str, n_fill: int
-          ) -> Callable[[], None]:
-    """One training step of ``c`` in this process. Ours logs like the trainer at its most expensive
-    setting: every gradient diagnostic fetched after every update."""
+def build(c: Contender, image: int, frames: int, batch: int, device: str, n_fill: int,
+          experiment: str | None = None) -> Callable[[], None]:
+    """One training step of ``c`` in this process (on ``experiment``'s task under equal terms, if given).
+    Ours logs like the trainer at its most expensive setting: every gradient diagnostic fetched after
+    every update."""
+    if experiment is not None:
+        return build_experiment(c, experiment, device, n_fill)
     if c.framework == "sb3":
         model = sb3_model(image, frames, batch, device, n_fill)
         return lambda: model.train(gradient_steps=1, batch_size=batch)
@@ -118,13 +131,83 @@ def build(c: Contender, image: int, frames: int, batch: int, device: str, n_fill
     return step
 
 
+def experiment_task(experiment: str, precision: str = "float32", compiled: bool = False,
+                    encoder: str = "separate"):
+    """(composed config, validated config, train env) of ``+experiment=experiment`` under
+    bench_learning.py's equal terms (with ``encoder``: the shared contender keeps its one encoder)."""
+    import bench_learning
+    from av_td3.envs.factory import build_run_env
+
+    raw, cfg = bench_learning.compose([f"+experiment={experiment}", *bench_learning.EQUAL_TERMS,
+                                       f"agent.precision={precision}", f"agent.compile={str(compiled).lower()}",
+                                       f"agent.encoder={encoder}"])
+    return raw, cfg, build_run_env(cfg, "train")
+
+
+def experiment_shapes(experiment: str) -> str:
+    """What ``build_experiment`` builds, in words."""
+    _, cfg, env = experiment_task(experiment)
+    a, space = cfg.agent, env.observation_space
+    env.close()
+    frames, height, width = space["image"].shape
+    return (f"+experiment={experiment} on equal terms: {frames}x{height}x{width} uint8 + {space['vector'].shape[0]}, "
+            f"CNN {list(a.cnn_channels)} (kernels {list(a.cnn_kernels)}, strides {list(a.cnn_strides)}) -> "
+            f"{a.feature_dim}, MLPs {list(a.hidden_dims)}, batch {a.batch_size}")
+
+
+def build_experiment(c: Contender, experiment: str, device: str, n_fill: int) -> Callable[[], None]:
+    """One training step of ``c`` on ``+experiment=experiment`` under equal terms: ours as av-td3-train
+    builds it, SB3 as bench_learning.py runs it; random replay contents of the env's shapes."""
+    from av_td3.agents.build import build_agent
+
+    raw, cfg, env = experiment_task(experiment, c.precision, c.compiled, c.encoder)
+    a, space = cfg.agent, env.observation_space
+    frames, height, width = space["image"].shape
+    vector = space["vector"].shape[0]
+    if c.framework == "sb3":
+        import bench_learning
+        from stable_baselines3 import TD3
+
+        model = TD3("MultiInputPolicy", env, learning_rate=a.critic_lr, buffer_size=n_fill + 10,
+                    batch_size=a.batch_size, tau=a.tau, gamma=a.gamma, learning_starts=0,
+                    policy_delay=a.policy_delay, target_policy_noise=a.policy_noise,
+                    target_noise_clip=a.noise_clip, device=device, verbose=0,
+                    policy_kwargs=bench_learning.sb3_policy_kwargs(a))
+        sb3_fill(model, n_fill, space)
+        model._setup_learn(total_timesteps=1)  # creates the logger train() writes to
+        return lambda: model.train(gradient_steps=1, batch_size=a.batch_size)
+    agent = build_agent(raw, cfg, space, env.action_space, torch.device(device))
+    n_act = env.action_space.shape[0]
+    env.close()
+    buf = ReplayBuffer(n_fill + 10, (frames, height, width), vector, n_act, device=device)
+    fill(buf, n_fill, frames, height, vector=vector, width=width)
+    log = UpdateLog()
+
+    def step():
+        log.record(agent.update(*buf.sample(a.batch_size)), 0)
+        log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
+
+    return step
+
+
+def sb3_fill(model, n: int, space) -> None:
+    """``n`` random transitions of ``space``'s shapes in SB3's replay buffer."""
+    rng = np.random.default_rng(0)
+    frames, height, width = space["image"].shape
+    obs = {"image": rng.integers(0, 256, (1, frames, height, width), dtype=np.uint8),
+           "vector": rng.normal(size=(1, space["vector"].shape[0])).astype(np.float32)}
+    for _ in range(n):
+        model.replay_buffer.add(obs, obs, rng.uniform(-1, 1, (1, 2)).astype(np.float32),
+                                np.zeros(1, np.float32), np.zeros(1, bool), [{}])
+
+
 def build_contenders(image: int, frames: int, batch: int, device: str, n_fill: int, compiled: bool,
-                     sb3: bool) -> dict[str, Callable[[], None]]:
+                     sb3: bool, experiment: str | None = None) -> dict[str, Callable[[], None]]:
     """The float32 contenders built in this one process (for ``profile_update.py``)."""
     if not tune_allocator():
         print("note: allocator thresholds not set (not glibc)")
     cs = contenders(compiled, quick=True, sb3=sb3)
-    return {c.name: build(c, image, frames, batch, device, n_fill) for c in cs}
+    return {c.name: build(c, image, frames, batch, device, n_fill, experiment) for c in cs}
 
 
 def _worker(conn, c: Contender, a: argparse.Namespace) -> None:
@@ -132,7 +215,7 @@ def _worker(conn, c: Contender, a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     if c.tuned_allocator:
         tune_allocator()
-    fn = build(c, a.image, a.frames, a.batch, a.device, a.fill)
+    fn = build(c, a.image, a.frames, a.batch, a.device, a.fill, a.experiment)
     warm = rate(fn, 2, a.device)  # allocator, lazy init, compilation
     conn.send(2 / warm)
     while (n := conn.recv()) is not None:
@@ -147,6 +230,8 @@ def main() -> None:
     ap.add_argument("--no-sb3", action="store_true")
     ap.add_argument("--quick", action="store_true", help="float32 av-td3 and default-allocator SB3 only")
     ap.add_argument("--compile", action="store_true", help="also time av-td3 with agent.compile=true")
+    ap.add_argument("--experiment", help="this experiment's task under equal terms instead of SPEC's shapes "
+                    "(--image, --frames and --batch then come from it)")
     a = ap.parse_args()
     if not a.no_sb3:
         try:
@@ -178,8 +263,10 @@ def main() -> None:
         pipe.send(None)
 
     print(f"machine: {machine(a.threads)}, device {a.device}")
-    print(f"shapes: {a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}; {a.rounds} rounds x "
-          f"{a.updates} updates (replay sampling included); one process per contender")
+    shapes = (experiment_shapes(a.experiment) if a.experiment
+              else f"{a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}")
+    print(f"shapes: {shapes}; {a.rounds} rounds x {a.updates} updates (replay sampling included); one process "
+          f"per contender")
     peers = [p for p in (SB3_DEFAULT, SB3_TUNED) if p in rates]
     header = "".join(f"  vs {'SB3 default' if p is SB3_DEFAULT else 'SB3 same alloc.':>25s}" for p in peers)
     print(f"{'':62s} {'updates/s':>10s}{header}")

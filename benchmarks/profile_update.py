@@ -9,6 +9,7 @@ The profiler inflates some operators (large copies most): read the kinds against
 
     python benchmarks/profile_update.py                # CPU, 2 threads, SPEC shapes
     python benchmarks/profile_update.py --updates 2    # quicker
+    python benchmarks/profile_update.py --experiment drive_from_camera --updates 50   # that task, equal terms
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from bench_update import build_contenders
+from bench_update import build_contenders, experiment_shapes, experiment_task
 from common import machine, update_parser
 
 # Leaf operators by kind of work; anything else is "other" (Python, autograd bookkeeping, small ops).
@@ -60,11 +61,17 @@ def profile_step(fn, n: int) -> tuple[dict[str, float], float]:
     return by_kind, wall
 
 
-def layer_table(batch: int, image: int, frames: int) -> None:
-    """SPEC's NatureCNN layers alone: forward, input-gradient and weight-gradient kernels."""
-    layers = [("conv1 8x8/4", frames, image, 32, 8, 4), ("conv2 4x4/2", 32, (image - 8) // 4 + 1, 64, 4, 2),
-              ("conv3 3x3/1", 64, ((image - 8) // 4 + 1 - 4) // 2 + 1, 64, 3, 1)]
+def cnn_layers(frames: int, image: int, channels, kernels, strides) -> list[tuple]:
+    """(name, input channels, input side, output channels, kernel, stride) per convolution layer."""
+    out, c_in, size = [], frames, image
+    for c_out, k, s in zip(channels, kernels, strides):
+        out.append((f"conv {c_in}->{c_out} {k}x{k}/{s}", c_in, size, c_out, k, s))
+        c_in, size = c_out, (size - k) // s + 1
+    return out
 
+
+def layer_table(batch: int, layers: list[tuple]) -> None:
+    """The CNN's layers alone: forward, input-gradient and weight-gradient kernels."""
     def best(fn, n=5):
         fn()
         times = []
@@ -75,7 +82,7 @@ def layer_table(batch: int, image: int, frames: int) -> None:
         return min(times) * 1e3
 
     back = torch.ops.aten.convolution_backward
-    print(f"\n{'layer':14s} {'layout':14s} {'forward':>9s} {'grad input':>11s} {'grad weight':>12s}  (ms, best of 5)")
+    print(f"\n{'layer':22s} {'layout':14s} {'forward':>9s} {'grad input':>11s} {'grad weight':>12s}  (ms, best of 5)")
     for name, c_in, size, c_out, k, s in layers:
         for fmt, label in ((torch.channels_last, "channels-last"), (torch.contiguous_format, "NCHW")):
             x = torch.randn(batch, c_in, size, size).contiguous(memory_format=fmt)
@@ -85,19 +92,33 @@ def layer_table(batch: int, image: int, frames: int) -> None:
             fwd = best(lambda: F.conv2d(x, w, None, s))
             gin = best(lambda: back(*args, [True, False, False]))
             gw = best(lambda: back(*args, [False, True, False]))
-            print(f"{name:14s} {label:14s} {fwd:9.1f} {gin:11.1f} {gw:12.1f}")
+            print(f"{name:22s} {label:14s} {fwd:9.2f} {gin:11.2f} {gw:12.2f}")
 
 
 def main() -> None:
     ap = update_parser(__doc__, updates=4)
     ap.add_argument("--fill", type=int, default=3000)
+    ap.add_argument("--experiment", help="this experiment's task under bench_learning.py's equal terms instead "
+                    "of SPEC's shapes (--image, --frames and --batch then come from it)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    contenders = build_contenders(a.image, a.frames, a.batch, "cpu", a.fill, compiled=False, sb3=True)
+    contenders = build_contenders(a.image, a.frames, a.batch, "cpu", a.fill, compiled=False, sb3=True,
+                                  experiment=a.experiment)
     results = {name: profile_step(fn, a.updates) for name, fn in contenders.items()}
-    print(f"machine: {machine()}; {a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}, "
-          f"{a.updates} profiled updates each (the profiler adds some overhead)")
+    if a.experiment:
+        _, cfg, env = experiment_task(a.experiment)
+        frames, image, _ = env.observation_space["image"].shape
+        env.close()
+        batch, agent = cfg.agent.batch_size, cfg.agent
+        layers = cnn_layers(frames, image, agent.cnn_channels, agent.cnn_kernels, agent.cnn_strides)
+        shapes = experiment_shapes(a.experiment)
+    else:
+        batch = a.batch
+        layers = cnn_layers(a.frames, a.image, (32, 64, 64), (8, 4, 3), (4, 2, 1))  # SPEC's NatureCNN
+        shapes = f"{a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}"
+    print(f"machine: {machine()}; {shapes}, {a.updates} profiled updates each (the profiler adds some "
+          f"overhead)")
     names = list(results)
     short = [n.split(" (")[0] + (" shared" if "shared" in n else " separate" if "separate" in n else "")
              for n in names]
@@ -105,7 +126,7 @@ def main() -> None:
     for kind in [*KINDS, "other"]:
         print(f"{kind:28s}" + "".join(f"{results[n][0].get(kind, 0.0):22.1f}" for n in names))
     print(f"{'wall (profiled)':28s}" + "".join(f"{results[n][1]:22.1f}" for n in names))
-    layer_table(a.batch, a.image, a.frames)
+    layer_table(batch, layers)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame rendering for highway-env
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: one torch (OpenMP) thread each, or every op waits for a
+    # thread the other worker has descheduled. Runs the tests launch set their own (torch_threads).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
