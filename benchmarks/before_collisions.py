@@ -46,18 +46,14 @@ def main() -> None:
     from av_td3.envs.action_repeat import frames_of
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
+    from common import episode_seeds
 
     torch.set_num_threads(1)
     raw, _ = load_run_config(args.run_dir, args.overrides)
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     if not isinstance(agent, TD3Agent):
         raise SystemExit(f"{args.run_dir}: a TD3 run is needed (its critic is read); this one drives with {type(agent).__name__}")
-    if args.final:
-        from av_td3.trainer import eval_seeds
-
-        seeds = eval_seeds(cfg.seed, cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes)
-    else:
-        seeds = [2000 + episode for episode in range(args.episodes)]
+    seeds = episode_seeds(cfg, args.final, args.episodes)
     routes, depth = eval_routes(cfg.env), max(args.before)
 
     def critic_q(obs, steer: float) -> np.ndarray:

@@ -213,6 +213,14 @@ def sb3_policy_kwargs(a) -> dict:
                 share_features_extractor=False)
 
 
+def sb3_td3_kwargs(a) -> dict:
+    """SB3 TD3's arguments that agent config ``a`` sets: its learning rate, batch, gamma, tau, policy
+    delay, target policy noise and networks."""
+    return dict(learning_rate=a.critic_lr, batch_size=a.batch_size, tau=a.tau, gamma=a.gamma,
+                policy_delay=a.policy_delay, target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip,
+                policy_kwargs=sb3_policy_kwargs(a))
+
+
 def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
     import torch
     from stable_baselines3 import TD3
@@ -277,12 +285,10 @@ def train_sb3(raw, cfg, run_dir: Path, _name: str) -> dict:
                 evals.append({"step": frames, **timed(lambda: probed(self.model, t.eval_episodes))})
             return True
 
-    model = TD3("MultiInputPolicy", train_env, learning_rate=a.critic_lr, buffer_size=t.replay_capacity,
-                learning_starts=t.learning_starts // k, batch_size=a.batch_size, tau=a.tau, gamma=a.gamma,
-                train_freq=(1, "step"), gradient_steps=t.updates_per_step, action_noise=noise,
-                policy_delay=a.policy_delay, target_policy_noise=a.policy_noise,
-                target_noise_clip=a.noise_clip, seed=cfg.seed, device="cpu", verbose=0,
-                policy_kwargs=sb3_policy_kwargs(a))
+    model = TD3("MultiInputPolicy", train_env, buffer_size=t.replay_capacity,
+                learning_starts=t.learning_starts // k, train_freq=(1, "step"),
+                gradient_steps=t.updates_per_step, action_noise=noise, seed=cfg.seed, device="cpu", verbose=0,
+                **sb3_td3_kwargs(a))
     t0 = time.perf_counter()
     model.learn(total_timesteps=math.ceil(t.total_steps / k), callback=Evaluate())
     final = timed(lambda: probed(model, t.final_eval_episodes or t.eval_episodes))

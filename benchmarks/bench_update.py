@@ -98,12 +98,7 @@ def sb3_model(image: int, frames: int, batch: int, device: str, n_fill: int):
                 policy_kwargs=dict(net_arch=[256, 256], share_features_extractor=False,
                                    features_extractor_kwargs=dict(cnn_output_dim=512),
                                    normalize_images=True))
-    rng = np.random.default_rng(0)
-    obs = {"image": rng.integers(0, 256, (1, frames, image, image), dtype=np.uint8),
-           "vector": rng.normal(size=(1, 53)).astype(np.float32)}
-    for _ in range(n_fill):
-        model.replay_buffer.add(obs, obs, rng.uniform(-1, 1, (1, 2)).astype(np.float32),
-                                np.zeros(1, np.float32), np.zeros(1, bool), [{}])
+    sb3_fill(model, n_fill, Shapes.observation_space)
     model._setup_learn(total_timesteps=1)  # creates the logger train() writes to
     return model
 
@@ -122,6 +117,11 @@ def build(c: Contender, image: int, frames: int, batch: int, device: str, n_fill
     fill(buf, n_fill, frames, image)
     agent = make_agent(image, frames, batch, device, reference_clipping(), encoder=c.encoder,
                        precision=c.precision, compile=c.compiled)
+    return ours_step(agent, buf, batch)
+
+
+def ours_step(agent, buf: ReplayBuffer, batch: int) -> Callable[[], None]:
+    """One av-td3 update from ``buf`` with every gradient diagnostic fetched after it."""
     log = UpdateLog()
 
     def step():
@@ -144,11 +144,10 @@ def experiment_task(experiment: str, precision: str = "float32", compiled: bool 
     return raw, cfg, build_run_env(cfg, "train")
 
 
-def experiment_shapes(experiment: str) -> str:
-    """What ``build_experiment`` builds, in words."""
-    _, cfg, env = experiment_task(experiment)
-    a, space = cfg.agent, env.observation_space
-    env.close()
+def experiment_shapes(experiment: str, cfg, space) -> str:
+    """What ``build_experiment`` builds, in words (``cfg``, ``space``: ``experiment_task``'s config and its
+    env's observation space)."""
+    a = cfg.agent
     frames, height, width = space["image"].shape
     return (f"+experiment={experiment} on equal terms: {frames}x{height}x{width} uint8 + {space['vector'].shape[0]}, "
             f"CNN {list(a.cnn_channels)} (kernels {list(a.cnn_kernels)}, strides {list(a.cnn_strides)}) -> "
@@ -168,11 +167,8 @@ def build_experiment(c: Contender, experiment: str, device: str, n_fill: int) ->
         import bench_learning
         from stable_baselines3 import TD3
 
-        model = TD3("MultiInputPolicy", env, learning_rate=a.critic_lr, buffer_size=n_fill + 10,
-                    batch_size=a.batch_size, tau=a.tau, gamma=a.gamma, learning_starts=0,
-                    policy_delay=a.policy_delay, target_policy_noise=a.policy_noise,
-                    target_noise_clip=a.noise_clip, device=device, verbose=0,
-                    policy_kwargs=bench_learning.sb3_policy_kwargs(a))
+        model = TD3("MultiInputPolicy", env, buffer_size=n_fill + 10, learning_starts=0, device=device,
+                    verbose=0, **bench_learning.sb3_td3_kwargs(a))
         sb3_fill(model, n_fill, space)
         model._setup_learn(total_timesteps=1)  # creates the logger train() writes to
         return lambda: model.train(gradient_steps=1, batch_size=a.batch_size)
@@ -181,13 +177,7 @@ def build_experiment(c: Contender, experiment: str, device: str, n_fill: int) ->
     env.close()
     buf = ReplayBuffer(n_fill + 10, (frames, height, width), vector, n_act, device=device)
     fill(buf, n_fill, frames, height, vector=vector, width=width)
-    log = UpdateLog()
-
-    def step():
-        log.record(agent.update(*buf.sample(a.batch_size)), 0)
-        log.fetch({n: g.health() for n, g in agent.guarded_steps().items()})
-
-    return step
+    return ours_step(agent, buf, a.batch_size)
 
 
 def sb3_fill(model, n: int, space) -> None:
@@ -263,8 +253,12 @@ def main() -> None:
         pipe.send(None)
 
     print(f"machine: {machine(a.threads)}, device {a.device}")
-    shapes = (experiment_shapes(a.experiment) if a.experiment
-              else f"{a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}")
+    if a.experiment:
+        _, cfg, env = experiment_task(a.experiment)
+        shapes = experiment_shapes(a.experiment, cfg, env.observation_space)
+        env.close()
+    else:
+        shapes = f"{a.frames}x{a.image}x{a.image} uint8 + 53, batch {a.batch}"
     print(f"shapes: {shapes}; {a.rounds} rounds x {a.updates} updates (replay sampling included); one process "
           f"per contender")
     peers = [p for p in (SB3_DEFAULT, SB3_TUNED) if p in rates]

@@ -87,3 +87,13 @@ def update_parser(doc: str, updates: int, threads: int = 2) -> argparse.Argument
     ap.add_argument("--updates", type=int, default=updates, help="updates per round")
     ap.add_argument("--threads", type=int, default=threads, help="torch threads")
     return ap
+
+
+def episode_seeds(cfg, final: bool, episodes: int) -> list[int]:
+    """The episodes a run-inspecting script drives: with ``final`` the run's final evaluation's seeds
+    (trainer.final_eval_episodes of them), otherwise ``episodes`` seeds from 2000."""
+    if final:
+        from av_td3.trainer import eval_seeds
+
+        return eval_seeds(cfg.seed, cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes)
+    return [2000 + episode for episode in range(episodes)]

@@ -67,6 +67,7 @@ def main() -> None:
     from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
+    from common import episode_seeds
 
     torch.set_num_threads(1)
     if args.classical:
@@ -80,12 +81,7 @@ def main() -> None:
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
     head = getattr(getattr(agent, "critic", None), "aux_head", None)
     seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
-    if args.final:  # the episodes the run's final evaluation drove
-        from av_td3.trainer import eval_seeds
-
-        seeds = eval_seeds(cfg.seed, cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes)
-    else:
-        seeds = [2000 + episode for episode in range(args.episodes)]
+    seeds = episode_seeds(cfg, args.final, args.episodes)
     for episode, seed in enumerate(seeds):
         options = {"route": routes[episode % len(routes)]} if routes else None
         obs, info = env.reset(seed=seed, options=options)

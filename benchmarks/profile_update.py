@@ -109,10 +109,10 @@ def main() -> None:
     if a.experiment:
         _, cfg, env = experiment_task(a.experiment)
         frames, image, _ = env.observation_space["image"].shape
+        shapes = experiment_shapes(a.experiment, cfg, env.observation_space)
         env.close()
         batch, agent = cfg.agent.batch_size, cfg.agent
         layers = cnn_layers(frames, image, agent.cnn_channels, agent.cnn_kernels, agent.cnn_strides)
-        shapes = experiment_shapes(a.experiment)
     else:
         batch = a.batch
         layers = cnn_layers(a.frames, a.image, (32, 64, 64), (8, 4, 3), (4, 2, 1))  # SPEC's NatureCNN
