@@ -6,6 +6,7 @@ trainer's metric suite (av_td3/metrics.py) and one row per route.
     av-td3 evaluate RUN --route my_road.csv      # route files from anywhere on disk (several allowed)
     av-td3 evaluate RUN -- scenario=heavy env.npc_lead_in=60    # overrides of the run's config
     av-td3 evaluate RUN --routes test --freeze image             # what it drives with the camera held still
+    av-td3 evaluate RUN --weights trained        # the last update's weights, where the run averages them
 
 It loads RUN/.hydra/config.yaml (the run's composed config, overrides applied on top; a setting added
 since, whose default does not do what the run did, takes the value the run ran with: config/saved.py) and
@@ -15,6 +16,9 @@ per route and writes evaluate.json (figures per route and over all episodes) to 
 ``--freeze image`` (or ``vector``) is a probe of which input the trained policy drives by: that input is
 held at its value from the episode's start for the whole episode (an image the policy has seen, so the
 probe removes the information, not the input's range); it writes evaluate_frozen_image.json instead.
+``--weights trained`` or ``averaged`` picks the weights of a run that keeps a moving average of its
+policy's (agent.policy_average; its own evaluations drive the average), so both can be scored on the same
+run; it writes evaluate_trained_weights.json (or ..._averaged_weights.json).
 Exit 0 on success; 2, with one line, for a missing run or checkpoint, a bad route file or a bad override.
 """
 
@@ -30,10 +34,10 @@ from av_td3.helptext import missing_paths, plain
 from av_td3.rundir import CHECKPOINT, CONFIG
 from av_td3.jsonsafe import jsonable
 
-EVALUATE_JSON = "evaluate.json"
 # The observation's keys (envs/contract.py IMAGE, VECTOR), spelled here so that building the CLI's parser
 # imports no env code; --freeze checks the key against the run's observation space.
 FREEZABLE = ("image", "vector")
+WEIGHTS = ("trained", "averaged")
 COLUMNS = (("success_rate", "success", "{:.0%}"), ("crash_rate", "crashed", "{:.0%}"),
            ("off_road_rate", "off road", "{:.0%}"), ("timeout_rate", "timed out", "{:.0%}"),
            ("collisions_per_km", "coll/km", "{:.2f}"), ("mean_reward", "return", "{:.0f}"),
@@ -57,13 +61,16 @@ def add_parser(sub) -> None:
     p.add_argument("--video", action="store_true", help="write each route's first episode as a GIF")
     p.add_argument("--out", type=Path, help="where evaluate.json (and videos) go (default: RUN_DIR)")
     p.add_argument("--freeze", choices=FREEZABLE, help="hold this input at its value from the episode's start")
+    p.add_argument("--weights", choices=WEIGHTS,
+                   help="the last update's weights or their moving average (agent.policy_average); default: "
+                        "what the run's own evaluations drove")
     p.set_defaults(passthrough=[])
 
 
 def run(args) -> int:
     try:
         result = evaluate_run(args.run_dir, args.episodes, args.route, args.routes, args.video,
-                              args.out or args.run_dir, args.passthrough, args.freeze)
+                              args.out or args.run_dir, args.passthrough, args.freeze, args.weights)
     except EvaluateError as e:
         print(f"av-td3 evaluate: {e}", file=sys.stderr)
         return 2
@@ -106,7 +113,7 @@ def load_run_config(run_dir: Path, overrides: list[str]):
 
 
 def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: str | None, video: bool,
-                 out: Path, overrides: list[str], freeze: str | None = None) -> dict:
+                 out: Path, overrides: list[str], freeze: str | None = None, weights: str | None = None) -> dict:
     if episodes < 1:
         raise EvaluateError(f"--episodes must be >= 1, got {episodes}")
     raw, cfg = load_run_config(run_dir, overrides)
@@ -117,10 +124,15 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     import torch
 
     from av_td3 import video as videos
-    from av_td3.evaluation import FrozenInput, evaluate_by_route
+    from av_td3.evaluation import FrozenInput, driven, evaluate_by_route
     from av_td3.trainer import eval_seeds
 
     cfg, env, agent, state = load_policy(run_dir, raw, render=video)
+    try:
+        agent = driven(agent, None if weights is None else weights == "averaged")
+    except ValueError as e:
+        env.close()
+        raise EvaluateError(f"--weights {weights}: {e}") from None
     if freeze is not None:
         if freeze not in env.observation_space.spaces:
             env.close()
@@ -143,12 +155,17 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
     finally:
         env.close()
     result = {"run": str(run_dir), "step": int(state.get("step", 0)), "episodes": episodes, "seeds": seeds,
-              "overrides": overrides, "frozen": freeze, "routes": per_route, "overall": overall}
+              "overrides": overrides, "frozen": freeze, "weights": weights, "routes": per_route, "overall": overall}
     out.mkdir(parents=True, exist_ok=True)
-    path = out / (EVALUATE_JSON if freeze is None else f"evaluate_frozen_{freeze}.json")
+    path = out / result_name(freeze, weights)
     path.write_text(json.dumps(jsonable(result), indent=2))
     result["path"] = path
     return result
+
+
+def result_name(freeze: str | None, weights: str | None) -> str:
+    """evaluate.json, or evaluate_frozen_image.json, evaluate_trained_weights.json, ... for the probes."""
+    return "evaluate" + (f"_frozen_{freeze}" if freeze else "") + (f"_{weights}_weights" if weights else "") + ".json"
 
 
 def load_policy(run_dir: Path, raw, render: bool = False):

@@ -16,6 +16,16 @@ from av_td3.envs.errors import EpisodeLost
 from av_td3.metrics import EpisodeMetrics, aggregate
 
 
+def driven(agent, averaged: bool | None = None):
+    """What an evaluation of ``agent`` drives: ``agent.evaluation_policy(averaged)`` where it has one (TD3:
+    its averaged weights when agent.policy_average keeps them), else the agent itself."""
+    if hasattr(agent, "evaluation_policy"):
+        return agent.evaluation_policy(averaged)
+    if averaged:
+        raise ValueError(f"{type(agent).__name__} keeps no averaged weights")
+    return agent
+
+
 def evaluate(agent, env: gym.Env, seeds: list[int], recorder=None,
              on_lost: Callable[[EpisodeLost], None] | None = None, routes: list[str] | None = None) -> dict[str, float]:
     """The phase's figures over its episodes (``evaluate_by_route``'s first result)."""

@@ -39,7 +39,7 @@ from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
 from av_td3.envs.errors import EnvFailed, EpisodeLost
 from av_td3.envs.factory import build_run_env
 from av_td3.envs.route_file import eval_routes
-from av_td3.evaluation import evaluate_by_route
+from av_td3.evaluation import driven, evaluate_by_route
 from av_td3.logger import RunLogger
 from av_td3.metrics import DRIVING_KEY, episode_end
 from av_td3.progress import Progress, postfix
@@ -285,8 +285,9 @@ class Trainer:
         of them, or final_eval_episodes for the final evaluation, with the run's evaluation seeds."""
         t = self.cfg.trainer
         n = t.final_eval_episodes if final and t.final_eval_episodes else t.eval_episodes
-        summary, by_route = evaluate_by_route(self.agent, env, eval_seeds(self.cfg.seed, n), recorder,
-                                              on_lost=lambda e: self._episode_lost(e, "eval"), routes=routes)
+        summary, by_route = evaluate_by_route(driven(self.agent), env, eval_seeds(self.cfg.seed, n), recorder,
+                                              on_lost=lambda e: self._episode_lost(e, "eval"),
+                                              routes=routes)
         return summary, by_route, n
 
     def _evaluate(self, final: bool = False) -> dict:

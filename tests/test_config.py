@@ -98,6 +98,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(compose, override, key
     (["agent.precision=float16"], "agent.precision"),
     (["agent.smoothness_pair=next"], "agent.smoothness_pair"),
     (["agent.aux_weight=-1"], "agent.aux_weight"),
+    (["agent.policy_average=1"], "agent.policy_average"),
     (["agent.aux_weight=1", "env.camera=none"], "agent.aux_weight"),
     (["clipping=reference", "clipping.actor.max_norm=-1"], "clipping.actor.max_norm"),
     (["clipping.critic.max_norm=5"], "clipping.critic"),  # a limit with mode none would be ignored

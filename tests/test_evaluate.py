@@ -100,6 +100,25 @@ def test_evaluate_with_the_camera_frozen(camera_run, tmp_path):
     assert not (tmp_path / "evaluate.json").exists()
 
 
+def test_evaluate_either_weights_of_a_run_that_averages_them(camera_run, tmp_path):
+    """--weights: a run evaluated with agent.policy_average (its checkpoint has no average, so the average
+    starts as the trained weights) drives the same episodes with either; each has its own json."""
+    results = {}
+    for weights in ("trained", "averaged"):
+        r = subprocess.run(EVALUATE + [str(camera_run), "--episodes", "2", "--weights", weights, "--out",
+                                       str(tmp_path), "--", "agent.policy_average=0.001"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        results[weights] = json.loads((tmp_path / f"evaluate_{weights}_weights.json").read_text())
+        assert results[weights]["weights"] == weights
+    assert results["trained"]["overall"] == results["averaged"]["overall"]
+    r = subprocess.run(EVALUATE + [str(camera_run), "--episodes", "1", "--weights", "averaged", "--out",
+                                   str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("av-td3 evaluate: --weights averaged: this agent keeps no averaged weights "
+                                "(agent.policy_average is 0)")
+
+
 def test_a_frozen_input_holds_the_reset_value_while_the_env_drives_on():
     import numpy as np
 

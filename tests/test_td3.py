@@ -252,3 +252,59 @@ def test_pre_tanh_is_the_actors_output_before_its_tanh(encoder):
         plain = agent.actor.mlp(torch.cat([enc(net, obs["image"]), obs["vector"]], 1))
         assert torch.allclose(pre, plain, atol=1e-5)
         assert torch.equal(agent.policy(obs), torch.tanh(pre))
+
+
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_policy_average_is_the_running_mean_then_an_ema_of_the_policys_weights(encoder):
+    """agent.policy_average: the k-th actor update moves the averaged weights by max(rate, 1/k) toward the
+    trained ones (the actor, and with the shared encoder the critic's CNN); training is the same without
+    it; a checkpoint keeps the average; the averaged policy acts with it."""
+    rate = 0.3  # above 1/k from the 4th actor update: both phases in 8 updates
+    torch.manual_seed(0)
+    plain = make_agent(ClippingConfig(), encoder=encoder)
+    torch.manual_seed(0)
+    agent = make_agent(ClippingConfig(), encoder=encoder, policy_average=rate)
+    policy_nets = lambda a: [a.actor] + ([a.critic.encoder] if encoder == "shared" else [])  # noqa: E731
+    expected = None
+    for i in range(8):
+        for a in (plain, agent):
+            torch.manual_seed(100 + i)
+            a.update(*random_batch(i))
+        if i % 2:  # an actor update (policy_delay 2)
+            k = (i + 1) // 2
+            trained = [p.detach().clone() for net in policy_nets(agent) for p in net.parameters()]
+            expected = trained if expected is None else [
+                e + max(rate, 1 / k) * (t - e) for e, t in zip(expected, trained)]
+    averaged = [p for net in [agent.actor_average] + ([agent.encoder_average] if encoder == "shared" else [])
+                for p in net.parameters()]
+    for a, e in zip(averaged, expected):
+        torch.testing.assert_close(a, e)
+    for net in ("actor", "critic", "actor_target", "critic_target"):  # training never reads the average
+        for a, b in zip(getattr(plain, net).parameters(), getattr(agent, net).parameters()):
+            assert torch.equal(a, b), net
+    obs = {k: v[:1] for k, v in random_batch(9)[0].items()}
+    obs_np = {k: v[0].numpy() for k, v in obs.items()}
+    policy = agent.evaluation_policy()
+    assert policy is not agent and agent.evaluation_policy(averaged=False) is agent
+    with torch.no_grad():
+        assert torch.equal(torch.as_tensor(policy.act(obs_np)), agent.policy(obs, averaged=True)[0])
+        assert not torch.equal(agent.policy(obs, averaged=True), agent.policy(obs))
+    restored = make_agent(ClippingConfig(), encoder=encoder, policy_average=rate)
+    restored.load_state_dict(agent.state_dict())
+    for a, b in zip(restored.actor_average.parameters(), agent.actor_average.parameters()):
+        assert torch.equal(a, b)
+    assert "actor_average" not in plain.state_dict()
+    with pytest.raises(ValueError, match="policy_average"):
+        plain.evaluation_policy(averaged=True)
+
+
+def test_policy_average_starts_from_the_trained_weights_on_a_checkpoint_without_one():
+    """Resuming a run saved without the average (or turning it on for a later evaluation): it starts as the
+    trained weights."""
+    old = make_agent(ClippingConfig())
+    old.update(*random_batch(0))
+    old.update(*random_batch(1))
+    agent = make_agent(ClippingConfig(), policy_average=1e-3)
+    agent.load_state_dict(old.state_dict())
+    for a, b in zip(agent.actor_average.parameters(), old.actor.parameters()):
+        assert torch.equal(a, b)

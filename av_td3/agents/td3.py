@@ -38,8 +38,8 @@ class TD3Agent:
                  policy_noise: float, noise_clip: float, policy_delay: int, batch_size: int,
                  layer_norm: bool = False, n_step: int = 1, augmentation: str = "none", shift_pad: int = 4,
                  saturation_penalty: float = 0.0, smoothness_penalty: float = 0.0,
-                 smoothness_pair: str = "bootstrap", aux_weight: float = 0.0, precision: str = "float32",
-                 compile: bool = False):
+                 smoothness_pair: str = "bootstrap", aux_weight: float = 0.0, policy_average: float = 0.0,
+                 precision: str = "float32", compile: bool = False):
         image_shape, vector_size, action_dim = spec.image_shape, spec.vector_size, spec.action_dim
         self.device = spec.device
         self.gamma, self.tau = gamma, tau
@@ -78,6 +78,15 @@ class TD3Agent:
                            layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        # Weight averaging (agent.policy_average): a moving average of the weights the policy acts with (the
+        # actor, and with the shared encoder the critic's CNN), which evaluations drive. Training never
+        # reads it, so a run learns the same with or without it.
+        self.policy_average = policy_average
+        self.actor_average = self.encoder_average = None
+        if policy_average:
+            self.actor_average = copy.deepcopy(self.actor).requires_grad_(False)
+            if self.shared_encoder and critic_encoder is not None:
+                self.encoder_average = copy.deepcopy(critic_encoder).requires_grad_(False)
         if compile:  # in place (Module.compile): state_dict keys, and so checkpoints, stay the same
             for net in (self.critic, self.actor, self.critic_target, self.actor_target):
                 if net.encoder is not None:
@@ -121,22 +130,34 @@ class TD3Agent:
         return ({**obs, "image": self.critic.encoder.pixels(now, channels_last)},
                 {**following, "image": self.critic.encoder.pixels(then, channels_last)})
 
-    def policy(self, obs: Obs) -> torch.Tensor:
-        return torch.tanh(self.pre_tanh(obs))
+    def policy(self, obs: Obs, averaged: bool = False) -> torch.Tensor:
+        return torch.tanh(self.pre_tanh(obs, averaged))
 
-    def pre_tanh(self, obs: Obs) -> torch.Tensor:
+    def pre_tanh(self, obs: Obs, averaged: bool = False) -> torch.Tensor:
         """The actor's output before its tanh on ``obs``: |x| >~ 3 is a saturated actor, whose tanh passes
-        almost no gradient back (what bench_learning reports per evaluation)."""
-        encoder = self.critic.encoder if self.shared_encoder else self.actor.encoder
-        feat = self._encode(encoder, obs)
-        return self.actor.pre_tanh(feat.detach() if self.shared_encoder else feat, obs["vector"])
+        almost no gradient back (what bench_learning reports per evaluation). ``averaged``: with the
+        averaged weights (agent.policy_average)."""
+        if averaged:
+            actor, shared_encoder = self.actor_average, self.encoder_average
+        else:
+            actor, shared_encoder = self.actor, self.critic.encoder
+        feat = self._encode(shared_encoder if self.shared_encoder else actor.encoder, obs)
+        return actor.pre_tanh(feat.detach() if self.shared_encoder else feat, obs["vector"])
 
     # --- acting ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def act(self, obs: dict[str, np.ndarray], averaged: bool = False) -> np.ndarray:
         """The deterministic policy action; the trainer's Explorer adds the exploration noise."""
         batch = {k: torch.as_tensor(v, device=self.device).unsqueeze(0) for k, v in obs.items()}
-        return self.policy(batch)[0].cpu().numpy()
+        return self.policy(batch, averaged)[0].cpu().numpy()
+
+    def evaluation_policy(self, averaged: bool | None = None) -> "TD3Agent | AveragedPolicy":
+        """What evaluations drive: the averaged weights where agent.policy_average keeps them (or
+        ``averaged``, when given), else the trained ones."""
+        averaged = bool(self.policy_average) if averaged is None else averaged
+        if averaged and not self.policy_average:
+            raise ValueError("this agent keeps no averaged weights (agent.policy_average is 0)")
+        return AveragedPolicy(self) if averaged else self
 
     # --- learning --------------------------------------------------------------------------------------
     def update(self, obs: Obs, action: torch.Tensor, reward: torch.Tensor, next_obs: Obs,
@@ -211,9 +232,25 @@ class TD3Agent:
         tau = self.tau * (critic["finite"] & actor["finite"]).float()
         for name in ("critic", "actor"):
             self.flat[f"{name}_target"].param.data.lerp_(self.flat[name].param.data, tau)
+        if self.policy_average:
+            self._average(critic["finite"] & actor["finite"])
         metrics.update(actor_loss=actor_loss.detach(), actor_pre_tanh=pre_tanh.detach().abs().mean(),
                        **{f"actor_{k}": v for k, v in actor.items()})
         return metrics
+
+    def _average(self, finite: torch.Tensor) -> None:
+        """Move the averaged weights toward the trained ones: at rate 1/k on the k-th actor update (the
+        plain mean of every actor so far, so the random initial weights wash out) until that falls to
+        agent.policy_average, an exponential moving average from then on; no step when the update was
+        skipped as non-finite."""
+        k = self.num_updates // self.policy_delay
+        rate = max(self.policy_average, 1.0 / k) * finite.float()
+        averaged, trained = [self.actor_average], [self.actor]
+        if self.encoder_average is not None:
+            averaged.append(self.encoder_average)
+            trained.append(self.critic.encoder)
+        torch._foreach_lerp_([p.data for m in averaged for p in m.parameters()],
+                             [p.data for m in trained for p in m.parameters()], rate)
 
     def _aux_loss(self, feat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the critic's auxiliary head over the samples whose targets are known
@@ -238,14 +275,36 @@ class TD3Agent:
                 "critic_target": self.critic_target.state_dict(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "actor_step": self.actor_step.state_dict(), "critic_step": self.critic_step.state_dict(),
-                "num_updates": self.num_updates}
+                "num_updates": self.num_updates} | self._average_state()
+
+    def _average_state(self) -> dict:
+        state = {}
+        if self.actor_average is not None:
+            state["actor_average"] = self.actor_average.state_dict()
+        if self.encoder_average is not None:
+            state["encoder_average"] = self.encoder_average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_step", "critic_step"):
             getattr(self, name).load_state_dict(state[name])
+        for name, trained in (("actor_average", self.actor), ("encoder_average", self.critic.encoder)):
+            averaged = getattr(self, name)
+            if averaged is not None:  # a checkpoint saved without the average starts it from the trained weights
+                averaged.load_state_dict(state.get(name, trained.state_dict()))
         for name in ("actor", "critic"):
             getattr(self, f"{name}_opt").load_state_dict(state[f"{name}_opt"])
         self.num_updates = int(state["num_updates"])
 
     def guarded_steps(self) -> dict[str, GuardedStep]:
         return {"actor": self.actor_step, "critic": self.critic_step}
+
+
+class AveragedPolicy:
+    """A TD3Agent acting with its averaged weights (agent.policy_average): what its evaluations drive."""
+
+    def __init__(self, agent: TD3Agent):
+        self.agent = agent
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.agent.act(obs, averaged=True)

@@ -70,6 +70,14 @@ class TD3Config:
     # the car's heading and lane position, the cues lane keeping steers by; a vertical one like pitch.
     augmentation: str = "none"
     shift_pad: int = 4
+    # Weight averaging (Nikishin et al. 2018, "Improving stability in deep RL with weight averaging"):
+    # evaluations drive a moving average of the policy's weights (the actor, and with the shared encoder
+    # the critic's CNN) instead of the last update's. Its rate per actor update: the plain mean of all
+    # actors so far until 1/k falls below it, then an exponential moving average over ~1/rate actor
+    # updates (2e-4: 5,000, i.e. 20k env frames at action repeat 2, policy delay 2, one update per agent
+    # step). Training never reads it: exploration acts with the trained weights, and a run learns the
+    # same with or without it (`av-td3 evaluate RUN --weights trained` drives the other). 0 = off.
+    policy_average: float = 0.0
     # float32 (the reference), or bfloat16: the CNN encoders run under autocast, ~1.5x faster updates
     # on CPUs with native bf16 (AVX512-BF16, AMX); heads, losses, gradients and their
     # norms stay float32. It changes results at bf16's precision (~3 significant digits).
@@ -105,6 +113,8 @@ class TD3Config:
         check(self.aux_weight >= 0, f"{k}.aux_weight", f"must be >= 0, got {self.aux_weight}")
         check(self.augmentation in AUGMENTATIONS, f"{k}.augmentation",
               f"must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        check(0 <= self.policy_average < 1, f"{k}.policy_average",
+              f"must be in [0, 1), got {self.policy_average}")
         check(self.shift_pad >= 1, f"{k}.shift_pad", f"must be >= 1, got {self.shift_pad}")
         for name in ("policy_noise", "noise_clip"):
             check(getattr(self, name) >= 0, f"{k}.{name}", f"must be >= 0, got {getattr(self, name)}")
