@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from av_td3.config import HighwayEnvConfig
-from av_td3.envs.contract import to_gray_uint8
-from av_td3.envs.dashcam import BODY_COLOURS, BOX_HEIGHT, FACE_SHADE, MARKING, TEXTURES, DashCamera
+from av_td3.envs.contract import LUMA, to_gray_uint8
+from av_td3.envs.dashcam import BODY_COLOURS, BOX_HEIGHT, FACE_SHADE, MARKING, ROAD, TEXTURES, DashCamera
 from av_td3.envs.highway import HighwayDrivingEnv, build_road
 
 
@@ -111,6 +111,35 @@ def test_a_near_car_hides_a_far_one(straight):
         assert not np.all(column == colour[2], axis=1).any()  # the far car is behind the near one
     alone = cam.render([far], ego).copy()[:, col]
     assert np.all(alone == colour[2], axis=1).any()  # ...and visible without it
+
+
+def test_npc_colours_paint_the_cars_in_turn(tmp_path):
+    """env.npc_colours replaces the body colours, one per NPC in turn (paint modulo their number), and the
+    built-in red car's back is inside the road's gray (why the setting exists)."""
+    cfg = HighwayEnvConfig(camera="dashcam", npc_colours=[[10, 200, 10], [250, 0, 250]],
+                           route_file=write_route(tmp_path, "straight.csv", [(0, 0), (300, 0)]))
+    cam = DashCamera(cfg, *build_road(cfg))
+    ego = Pose(20.0, 0.0)
+    for paint, body in ((0, (10, 200, 10)), (1, (250, 0, 250)), (2, (10, 200, 10))):
+        rgb = cam.render([Pose(35.0, 0.0, paint=paint)], ego).copy()
+        colour = np.round(np.array(body) * FACE_SHADE["end"]).astype(np.uint8)
+        assert np.all(rgb[:, int(cam.cx)] == colour, axis=1).sum() > 5, paint
+    road = cam.palette_rgb[ROAD * TEXTURES:(ROAD + 1) * TEXTURES] @ np.array(LUMA)
+    red_back = np.round(BODY_COLOURS[4] * FACE_SHADE["end"]) @ np.array(LUMA)
+    assert road.min() <= red_back <= road.max()
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(camera="dashcam", npc_colours=[[1, 2]]), "env.npc_colours"),
+    (dict(camera="dashcam", npc_colours=[[0, 0, 300]]), "env.npc_colours"),
+    (dict(camera="dashcam", npc_colours=[]), "env.npc_colours"),
+    (dict(camera="topdown", npc_colours=[[0, 0, 0]]), "colours the dashcam's NPCs only"),
+])
+def test_bad_npc_colours_name_the_setting(over, message):
+    from av_td3.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        HighwayEnvConfig(**over)
 
 
 def test_an_ego_offset_to_the_right_shifts_the_lane_lines_left(straight):

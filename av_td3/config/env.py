@@ -279,6 +279,10 @@ class HighwayEnvConfig(DrivingEnvConfig):
     view_ahead: float = 30.0  # m
     view_behind: float = 6.0  # m
     render_scale: int = 2
+    # The dashcam's NPC body colours, RGB 0-255, one per NPC in turn; null = envs/dashcam.py's
+    # BODY_COLOURS, whose red car shows the road's gray from behind. E.g. [[30,34,48],[232,232,232]]:
+    # every car's faces clear of the road's gray. Only the dashcam draws with them.
+    npc_colours: Optional[List[List[int]]] = None
 
     def step_seconds(self) -> float:
         return 1.0 / self.simulation_frequency
@@ -307,6 +311,12 @@ class HighwayEnvConfig(DrivingEnvConfig):
         check(self.npc_lead_in >= 0, "env.npc_lead_in", f"must be >= 0, got {self.npc_lead_in}")
         check(self.road_run_out >= 0, "env.road_run_out", f"must be >= 0, got {self.road_run_out}")
         check(self.friction > 0, "env.friction", f"must be positive (inf: no cap), got {self.friction}")
+        if self.npc_colours is not None:
+            check(self.camera == "dashcam", "env.npc_colours",
+                  f"colours the dashcam's NPCs only (env.camera={self.camera}); leave it null")
+            check(len(self.npc_colours) >= 1 and all(len(c) == 3 and all(0 <= v <= 255 for v in c)
+                                                     for c in self.npc_colours),
+                  "env.npc_colours", f"must be a non-empty list of [R, G, B] in 0-255, got {self.npc_colours}")
         for name in ("routes", "eval_routes"):
             split = getattr(self, name)
             check(not split or split in self.route_splits, f"env.{name}",

@@ -49,8 +49,10 @@ TEXTURES = 4  # shades per class: the texture that makes motion visible
 TEXTURE_BLOCK = {GRASS: 1.0, ROAD: 0.5, KERB: 0.5, MARKING: 0.5}  # m per texture block
 SHADE = np.array([-1.5, -0.5, 0.5, 1.5]) * 6.0  # brightness steps of the shades (RGB units)
 SKY_TOP, SKY_HORIZON, HAZE = (110, 160, 225), (188, 208, 228), (150, 164, 150)
-# NPC body colours (RGB), picked per vehicle, far from the road's brightness in gray; and the shade of
-# each face: top, front / back, sides.
+# NPC body colours (RGB), one per vehicle in turn (env.npc_colours replaces them), and the shade of each
+# face: top, front / back, sides. In the policy's gray the road is 77-95; the faces of the first four
+# colours stay clear of it (dark blue 22-34, white 153-232, yellow 125-190, light blue 108-165), but the
+# red car's front and back are 84 and its sides 68: from behind it is road-coloured.
 BODY_COLOURS = np.array([(30, 34, 48), (232, 232, 232), (228, 196, 60), (118, 176, 228), (200, 64, 52)], dtype=np.float64)
 FACE_SHADE = {"top": 1.0, "end": 0.82, "side": 0.66}
 
@@ -67,6 +69,7 @@ class DashCamera:
         p = math.radians(cfg.camera_pitch)
         self.cos_p, self.sin_p = math.cos(p), math.sin(p)
         self._face_colours: dict[int, dict[str, int]] = {}  # by paint
+        self.body_colours = BODY_COLOURS if cfg.npc_colours is None else np.array(cfg.npc_colours, dtype=np.float64)
         self._ground_rays()
         raster, self.origin, palette = road_raster(network, route)
         self._flat = raster.ravel()
@@ -163,11 +166,11 @@ class DashCamera:
 
     def _colours(self, v: Vehicle) -> dict[str, int]:
         """The vehicle's packed face colours: body colour ``v.paint`` (the env numbers its NPCs as it
-        spawns them) of BODY_COLOURS, shaded per face."""
-        paint = getattr(v, "paint", 0) % len(BODY_COLOURS)
+        spawns them) of the body colours, shaded per face."""
+        paint = getattr(v, "paint", 0) % len(self.body_colours)
         colours = self._face_colours.get(paint)
         if colours is None:
-            body = BODY_COLOURS[paint]
+            body = self.body_colours[paint]
             colours = self._face_colours[paint] = {
                 kind: int(pack(np.round(body * shade))) for kind, shade in FACE_SHADE.items()}
         return colours
