@@ -46,6 +46,7 @@ def main() -> None:
     from av_td3.envs.action_repeat import frames_of
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
+    from av_td3.evaluation import driven
     from common import episode_seeds
 
     torch.set_num_threads(1)
@@ -53,6 +54,7 @@ def main() -> None:
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     if not isinstance(agent, TD3Agent):
         raise SystemExit(f"{args.run_dir}: a TD3 run is needed (its critic is read); this one drives with {type(agent).__name__}")
+    policy = driven(agent)  # what the run's evaluations drove (its averaged weights, where it keeps them)
     seeds = episode_seeds(cfg, args.final, args.episodes)
     routes, depth = eval_routes(cfg.env), max(args.before)
 
@@ -74,7 +76,7 @@ def main() -> None:
         recent = deque(maxlen=depth)  # (obs, action, gap, closing speed, speed) per agent step
         done = False
         while not done:
-            action = agent.act(obs)
+            action = policy.act(obs)
             gap, ttc = info.get("obstacle_distance", math.inf), info.get("time_to_collision", math.inf)
             closing = gap / ttc if math.isfinite(gap) and math.isfinite(ttc) and ttc > 0 else 0.0
             recent.append((obs, action, gap, closing, info.get("speed", 0.0)))

@@ -67,6 +67,7 @@ def main() -> None:
     from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
+    from av_td3.evaluation import driven
     from common import episode_seeds
 
     torch.set_num_threads(1)
@@ -76,6 +77,7 @@ def main() -> None:
         raw, _ = load_run_config(args.run_dir, args.overrides)
         cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
+    policy = driven(agent)  # what the run's evaluations drove (its averaged weights, where it keeps them)
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
     crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking) per collision
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
@@ -93,7 +95,7 @@ def main() -> None:
                     image = torch.as_tensor(obs["image"], device=agent.device).unsqueeze(0)
                     predicted = head(agent.critic.encoder(image))[0].cpu().numpy()
                 seen.append((predicted, privileged_targets(info, cfg.env.obstacle_range)))
-            action = agent.act(obs)
+            action = policy.act(obs)
             obs, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
             frames = frames_of(info) or [(reward, info)]
