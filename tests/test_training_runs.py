@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from av_td3 import tags
 from av_td3.analysis.runs import discover_runs, read_scalars
@@ -185,20 +186,20 @@ def test_progress_bar_and_log_lines_never_share_a_line(tmp_path):
     assert any("eval_success=" in s for s in bars)
 
 
+def tensors(state, prefix=""):
+    """(path, tensor) for every tensor of a nested state dict."""
+    if isinstance(state, dict):
+        for k, v in state.items():
+            yield from tensors(v, f"{prefix}/{k}")
+    elif torch.is_tensor(state):
+        yield prefix, state
+
+
 def test_evaluation_never_changes_what_training_learns(tmp_path):
     """Evaluation episodes (their own env, seeds and bound) leave the training stream alone: two runs that
     differ only in where evaluation ends its episodes report different evaluations and finish with the same
     weights, so an evaluation setting (env.marking_bound_in_eval) changes what a run reports, never what it
     learns."""
-    import torch
-
-    def tensors(state, prefix=""):
-        if isinstance(state, dict):
-            for k, v in state.items():
-                yield from tensors(v, f"{prefix}/{k}")
-        elif torch.is_tensor(state):
-            yield prefix, state
-
     weights, evals = [], []
     for in_eval in ("true", "false"):
         run = tmp_path / in_eval
@@ -214,3 +215,47 @@ def test_evaluation_never_changes_what_training_learns(tmp_path):
     a, b = weights
     assert a.keys() == b.keys() and len(a) > 10
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+def test_policy_average_changes_what_evaluations_drive_not_what_training_learns(tmp_path):
+    """agent.policy_average: the same weights after training as without it, the average in the checkpoint,
+    and `av-td3 evaluate --weights averaged` reproduces the run's own final evaluation."""
+    args = ["+experiment=drive_from_camera", "size=smoke", "trainer.total_steps=600", "trainer.learning_starts=300",
+            "trainer.eval_every=0", "trainer.final_eval_episodes=1", "trainer.final_eval_splits=[]",
+            "env.max_episode_steps=100"]
+    runs = {rate: tmp_path / f"rate{rate}" for rate in ("0", "0.01")}
+    for rate, run in runs.items():
+        train(args + [f"agent.policy_average={rate}", f"hydra.run.dir={run}"], tmp_path)
+    plain, averaged = (dict(tensors(torch.load(run / "checkpoint.pt", weights_only=False,
+                                               map_location="cpu")["agent"])) for run in runs.values())
+    # the shared encoder's policy: the actor's MLP and the critic's CNN
+    assert {k.split("/")[1] for k in set(averaged) - set(plain)} == {"actor_average", "encoder_average"}
+    assert all(torch.equal(plain[k], averaged[k]) for k in plain)
+    final = json.loads((runs["0.01"] / "results.json").read_text())["final_eval"]
+    r = subprocess.run([sys.executable, "-m", "av_td3.cli", "evaluate", str(runs["0.01"]), "--episodes", "1",
+                        "--weights", "averaged", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((tmp_path / "evaluate_averaged_weights.json").read_text())["overall"]
+    assert again["mean_reward"] == pytest.approx(final["mean_reward"])
+
+
+def test_evaluations_act_with_the_averaged_weights_and_exploration_with_the_trained(compose, tmp_path):
+    from av_td3.config import validate
+    from av_td3.trainer import Trainer
+
+    raw = compose(["+experiment=smoke", "agent.policy_average=0.01", "trainer.total_steps=120",
+                   "trainer.learning_starts=60", "trainer.eval_every=60", "trainer.eval_episodes=1",
+                   "env.max_episode_steps=25", "trainer.progress_bar=false", "torch_threads=1"])
+    trainer = Trainer(raw, validate(raw), tmp_path)
+    calls = {True: 0, False: 0}
+    act = trainer.agent.act
+
+    def counted(obs, averaged=False):
+        calls[averaged] += 1
+        return act(obs, averaged)
+
+    trainer.agent.act = counted
+    trainer.run()
+    eval_steps = sum(int(e["avg_episode_length"]) for e in trainer.evals)  # one episode a phase, no repeat
+    assert calls[True] == eval_steps > 0
+    assert calls[False] > 0  # exploration after the warm-up
