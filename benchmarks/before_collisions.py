@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--final", action="store_true", help="the final evaluation's episodes instead of --episodes")
     p.add_argument("--before", type=int, nargs="+", default=[15, 8, 3],
                    help="agent steps before the collision to look at (default 15 8 3)")
+    p.add_argument("--weights", choices=("trained", "averaged"),
+                   help="a run that averages its policy's weights: which to drive (default: what its evaluations drove)")
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.max_marking_overlap=null")
     args = p.parse_intermixed_args()
 
@@ -54,7 +56,11 @@ def main() -> None:
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     if not isinstance(agent, TD3Agent):
         raise SystemExit(f"{args.run_dir}: a TD3 run is needed (its critic is read); this one drives with {type(agent).__name__}")
-    policy = driven(agent)  # what the run's evaluations drove (its averaged weights, where it keeps them)
+    # what the run's evaluations drove (its averaged weights, where it keeps them), or --weights
+    try:
+        policy = driven(agent, None if args.weights is None else args.weights == "averaged")
+    except ValueError as e:
+        raise SystemExit(f"--weights {args.weights}: {e}") from None
     seeds = episode_seeds(cfg, args.final, args.episodes)
     routes, depth = eval_routes(cfg.env), max(args.before)
 

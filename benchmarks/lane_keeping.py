@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=12)
     p.add_argument("--final", action="store_true", help="the final evaluation's episodes instead of --episodes")
     p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
+    p.add_argument("--weights", choices=("trained", "averaged"),
+                   help="a run that averages its policy's weights: which to drive (default: what its evaluations drove)")
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
     args = p.parse_intermixed_args()  # overrides after the options, as the docstring shows
     if args.classical and args.run_dir is not None:  # argparse fills the optional positional first
@@ -77,7 +79,11 @@ def main() -> None:
         raw, _ = load_run_config(args.run_dir, args.overrides)
         cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
-    policy = driven(agent)  # what the run's evaluations drove (its averaged weights, where it keeps them)
+    # what the run's evaluations drove (its averaged weights, where it keeps them), or --weights
+    try:
+        policy = driven(agent, None if args.weights is None else args.weights == "averaged")
+    except ValueError as e:
+        raise SystemExit(f"--weights {args.weights}: {e}") from None
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
     crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking) per collision
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
