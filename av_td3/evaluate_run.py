@@ -61,10 +61,16 @@ def add_parser(sub) -> None:
     p.add_argument("--video", action="store_true", help="write each route's first episode as a GIF")
     p.add_argument("--out", type=Path, help="where evaluate.json (and videos) go (default: RUN_DIR)")
     p.add_argument("--freeze", choices=FREEZABLE, help="hold this input at its value from the episode's start")
-    p.add_argument("--weights", choices=WEIGHTS,
-                   help="the last update's weights or their moving average (agent.policy_average); default: "
-                        "what the run's own evaluations drove")
+    add_weights_option(p)
     p.set_defaults(passthrough=[])
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """--weights: which weights of a run that averages its policy's to drive (also the run-inspecting
+    benchmark scripts' option)."""
+    parser.add_argument("--weights", choices=WEIGHTS,
+                        help="the last update's weights or their moving average (agent.policy_average); "
+                             "default: what the run's own evaluations drove")
 
 
 def run(args) -> int:
@@ -129,7 +135,7 @@ def evaluate_run(run_dir: Path, episodes: int, route_files: list[str], split: st
 
     cfg, env, agent, state = load_policy(run_dir, raw, render=video)
     try:
-        agent = driven(agent, None if weights is None else weights == "averaged")
+        agent = driven(agent, weights)
     except ValueError as e:
         env.close()
         raise EvaluateError(f"--weights {weights}: {e}") from None

@@ -16,9 +16,11 @@ from av_td3.envs.errors import EpisodeLost
 from av_td3.metrics import EpisodeMetrics, aggregate
 
 
-def driven(agent, averaged: bool | None = None):
-    """What an evaluation of ``agent`` drives: ``agent.evaluation_policy(averaged)`` where it has one (TD3:
-    its averaged weights when agent.policy_average keeps them), else the agent itself."""
+def driven(agent, weights: str | None = None):
+    """What an evaluation of ``agent`` drives: with ``weights`` None, its ``evaluation_policy()`` where it has
+    one (TD3: its averaged weights when agent.policy_average keeps them), else the agent itself; "trained" or
+    "averaged" (``av-td3 evaluate --weights``) picks those weights, ValueError where the agent has none."""
+    averaged = None if weights is None else weights == "averaged"
     if hasattr(agent, "evaluation_policy"):
         return agent.evaluation_policy(averaged)
     if averaged:

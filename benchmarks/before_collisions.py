@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from av_td3.evaluate_run import add_weights_option
 from av_td3.helptext import plain
 
 GRID = np.linspace(-1.0, 1.0, 9)  # throttle/brake commands the critic is asked about
@@ -37,8 +38,7 @@ def main() -> None:
     p.add_argument("--final", action="store_true", help="the final evaluation's episodes instead of --episodes")
     p.add_argument("--before", type=int, nargs="+", default=[15, 8, 3],
                    help="agent steps before the collision to look at (default 15 8 3)")
-    p.add_argument("--weights", choices=("trained", "averaged"),
-                   help="a run that averages its policy's weights: which to drive (default: what its evaluations drove)")
+    add_weights_option(p)
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.max_marking_overlap=null")
     args = p.parse_intermixed_args()
 
@@ -48,19 +48,14 @@ def main() -> None:
     from av_td3.envs.action_repeat import frames_of
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
-    from av_td3.evaluation import driven
-    from common import episode_seeds
+    from common import driven_policy, episode_seeds
 
     torch.set_num_threads(1)
     raw, _ = load_run_config(args.run_dir, args.overrides)
     cfg, env, agent, _ = load_policy(args.run_dir, raw)
     if not isinstance(agent, TD3Agent):
         raise SystemExit(f"{args.run_dir}: a TD3 run is needed (its critic is read); this one drives with {type(agent).__name__}")
-    # what the run's evaluations drove (its averaged weights, where it keeps them), or --weights
-    try:
-        policy = driven(agent, None if args.weights is None else args.weights == "averaged")
-    except ValueError as e:
-        raise SystemExit(f"--weights {args.weights}: {e}") from None
+    policy = driven_policy(agent, args.weights)
     seeds = episode_seeds(cfg, args.final, args.episodes)
     routes, depth = eval_routes(cfg.env), max(args.before)
 

@@ -97,3 +97,14 @@ def episode_seeds(cfg, final: bool, episodes: int) -> list[int]:
 
         return eval_seeds(cfg.seed, cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes)
     return [2000 + episode for episode in range(episodes)]
+
+
+def driven_policy(agent, weights: str | None):
+    """What a run-inspecting script drives: what the run's evaluations drove (its averaged weights, where it
+    keeps them), or the ``--weights`` chosen; one line and exit for weights the agent does not keep."""
+    from av_td3.evaluation import driven
+
+    try:
+        return driven(agent, weights)
+    except ValueError as e:
+        raise SystemExit(f"--weights {weights}: {e}") from None

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from av_td3.evaluate_run import add_weights_option
 from av_td3.helptext import plain
 
 TURN_RATE, TURN_WINDOW, TRAFFIC_GAP, MOVING = 1 / 150, 5.0, 15.0, 4.0  # rad/m, m, m, m/s
@@ -54,8 +55,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=12)
     p.add_argument("--final", action="store_true", help="the final evaluation's episodes instead of --episodes")
     p.add_argument("--straight", type=float, default=55.0, help="metres of each route's start to fit on")
-    p.add_argument("--weights", choices=("trained", "averaged"),
-                   help="a run that averages its policy's weights: which to drive (default: what its evaluations drove)")
+    add_weights_option(p)
     p.add_argument("overrides", nargs="*", help="config overrides after --, e.g. env.npc_vehicles=0")
     args = p.parse_intermixed_args()  # overrides after the options, as the docstring shows
     if args.classical and args.run_dir is not None:  # argparse fills the optional positional first
@@ -69,8 +69,7 @@ def main() -> None:
     from av_td3.envs.contract import PRIVILEGED_TARGETS, privileged_targets
     from av_td3.envs.route_file import eval_routes
     from av_td3.evaluate_run import load_policy, load_run_config
-    from av_td3.evaluation import driven
-    from common import episode_seeds
+    from common import driven_policy, episode_seeds
 
     torch.set_num_threads(1)
     if args.classical:
@@ -79,11 +78,7 @@ def main() -> None:
         raw, _ = load_run_config(args.run_dir, args.overrides)
         cfg, env, agent, _ = load_policy(args.run_dir, raw)
     routes, sim = eval_routes(cfg.env), env.unwrapped
-    # what the run's evaluations drove (its averaged weights, where it keeps them), or --weights
-    try:
-        policy = driven(agent, None if args.weights is None else args.weights == "averaged")
-    except ValueError as e:
-        raise SystemExit(f"--weights {args.weights}: {e}") from None
+    policy = driven_policy(agent, args.weights)
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
     crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking) per collision
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
