@@ -219,18 +219,35 @@ def test_default_threads_never_exceed_the_idle_cores(monkeypatch):
     assert train.idle_cores(2) == 2
 
 
+def flat_config(cfg) -> dict:
+    """Every leaf of a composed config by its dotted key."""
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            walk(v, f"{prefix}{k}.") if isinstance(v, dict) else out.__setitem__(f"{prefix}{k}", v)
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def test_lane_bound_experiment_is_drive_from_camera_and_its_three_settings(compose):
+    """What drive_from_camera_lane_bound changes: the camera's field of view, the training bound and the
+    mid-speed collision penalty (SPEC's -25 stays the default); evaluation keeps the task's own ends."""
+    base = flat_config(compose(["+experiment=drive_from_camera"]))
+    raw = compose(["+experiment=drive_from_camera_lane_bound"])
+    validate(raw)
+    bound = flat_config(raw)
+    changed = {k: bound[k] for k in base if base[k] != bound[k] and not k.startswith("hydra.")}
+    assert changed == {"env.camera_fov": 120.0, "env.max_marking_overlap": 0.0, "env.marking_bound_in_eval": False,
+                       "env.reward.collision_penalty_mid": -100.0}
+    assert base["env.reward.collision_penalty_mid"] == flat_config(compose([]))["env.reward.collision_penalty_mid"] == -25.0
+
+
 def test_each_leave_one_out_arm_sets_back_only_its_lever(compose):
     """drive_from_camera_ablation's arms (conf/without/) differ from the full camera agent only in their
     lever's settings, and each of those is the reference system's value (the plain config's)."""
     def flat(overrides):
-        cfg = OmegaConf.to_container(compose(overrides), resolve=True)
-        out = {}
-
-        def walk(node, prefix):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.") if isinstance(v, dict) else out.__setitem__(f"{prefix}{k}", v)
-        walk(cfg, "")
-        return out
+        return flat_config(compose(overrides))
 
     full, reference = flat(["+experiment=drive_from_camera_ablation"]), flat([])
     levers = {"augmentation": {"agent.augmentation"}, "smoothness": {"agent.smoothness_penalty"},
