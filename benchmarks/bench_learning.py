@@ -35,7 +35,9 @@ evaluations drive the same episodes: the trainer's evaluation routes and seeds. 
 one torch thread, ``--jobs`` at a time. A job that finished in an earlier call with the same ``--out``,
 experiment and overrides is not run again: its saved result
 (``OUT/runs/<contender>/seed=N/bench_result.json``) is reported with the rest, so ten paired seeds can be
-run a few at a time; an interrupted ``ours`` job resumes from its checkpoint, an SB3 job starts over. A
+run a few at a time; an interrupted ``ours`` job resumes from its checkpoint, an SB3 job starts over.
+``--held`` trains nothing: it reports the requested jobs OUT holds and names the ones it lacks (a comparison
+still running, reported so far). A
 reused result whose composed config differs from what the same command composes now (a default changed in
 between) is named, with the settings that differ.
 
@@ -95,7 +97,10 @@ def eval_env(cfg):
     return build_run_env(cfg, "eval")
 
 
-def job(contender: str, seed: int, overrides: list[str], out: str, experiment: str = "learn_to_drive") -> dict:
+def job(contender: str, seed: int, overrides: list[str], out: str, experiment: str = "learn_to_drive",
+        train: bool = True) -> dict | None:
+    """One contender's run on one seed, or its saved result from an earlier call on the same task; None when
+    ``train`` is off and no such result is held."""
     import torch
 
     from av_td3.allocator import tune_allocator
@@ -127,6 +132,8 @@ def job(contender: str, seed: int, overrides: list[str], out: str, experiment: s
                 print(f"  note: {contender} seed {seed}'s saved result is reused; it ran with another composed "
                       f"config ({describe_changes(changed)})", flush=True)
             return {"contender": contender, "seed": seed, **saved["result"], "reused": True}
+    if not train:
+        return None
     fn = {"ours": train_ours, "sb3": train_sb3, "classical": run_fixed, "random": run_fixed}[contender]
     result = fn(raw, cfg, run_dir, contender)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -464,6 +471,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/learning"))
     p.add_argument("--replot", action="store_true",
                    help="no training: summarise and plot OUT/results.json again (its own overrides)")
+    p.add_argument("--held", action="store_true",
+                   help="no training: report the requested (contender, seed) jobs OUT already holds for this task, "
+                        "and name the ones it lacks (a comparison that is still running, reported so far)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides after --, for every contender")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -498,9 +508,13 @@ def main() -> None:
 
     results: list[dict] = []
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(job, c, s, args.overrides, str(args.out), args.experiment) for c, s in order]
-        for f in futures:
+        futures = [pool.submit(job, c, s, args.overrides, str(args.out), args.experiment, not args.held)
+                   for c, s in order]
+        for (c, s), f in zip(order, futures):
             r = f.result()
+            if r is None:
+                print(f"  {c} seed {s}: not held in {args.out / 'runs'} for this task; left out (--held)", flush=True)
+                continue
             results.append(r)
             final = r["evals"][-1]
             sat = saturated_from(r["evals"])
@@ -513,6 +527,9 @@ def main() -> None:
                     "run": f"{r['contender']} seed {r['seed']}", "step": final["step"],
                     "episodes": cfg.trainer.final_eval_episodes or cfg.trainer.eval_episodes,
                     "routes": r["final_eval_by_route"], "overall": final}), "    "), flush=True)
+    if not results:
+        raise SystemExit(f"bench_learning.py: {args.out / 'runs'} holds none of the requested jobs for this task "
+                         "(--held trains nothing)")
     report(results, cfg, args)
 
 
