@@ -69,6 +69,8 @@ CONTENDERS = ("ours", "sb3", "classical", "random")
 # overrides) reuses it instead of training again, so a long paired comparison can be run a few seeds at a
 # time (or stopped and called again) and report every seed it has; a different task trains anew.
 DONE = "bench_result.json"
+# OUT/runs/ours/seed=N/EVALUATION_RECORD: each evaluation's wall time and the actor's mean |pre-tanh|, by step.
+EVALUATION_RECORD = "evaluations.json"
 # Mean |pre-tanh| above this at every evaluation from some point on: a saturated actor (tanh'(3) = 0.0099).
 SATURATED = 3.0
 # Ours restricted to what SB3's TD3 has (--equal): its layout, and none of the levers it has no setting for.
@@ -162,13 +164,19 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(raw, cfg, run_dir)
-    evaluate, eval_s, saturation = trainer._evaluate, [0.0], []
+    evaluate = trainer._evaluate
     agent = trainer.agent
 
     @torch.no_grad()
     def pre_tanh(obs):
         batch = {k: torch.as_tensor(v).unsqueeze(0) for k, v in obs.items()}
         return agent.pre_tanh(batch)[0].numpy()
+
+    # Each evaluation's probe and wall time, by step, on disk: a resumed job keeps what the calls before it
+    # measured. An evaluation past the checkpoint an interrupted call stopped at runs again and its record is
+    # replaced, as the run's wall time (trainer.elapsed(), kept in the checkpoint) drops that stretch too.
+    record_path = run_dir / EVALUATION_RECORD
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
 
     def timed_evaluate(*args, **kwargs):  # the evaluation phases' wall time, to leave it out of training's
         probe = SaturationProbe(agent, pre_tanh)
@@ -177,19 +185,19 @@ def train_ours(raw, cfg, run_dir: Path, _name: str) -> dict:
         try:
             return evaluate(*args, **kwargs)
         finally:
-            eval_s[0] += time.perf_counter() - t0
+            record[str(trainer.state.step)] = {"eval_s": time.perf_counter() - t0, "actor_pre_tanh_abs": probe.mean()}
             trainer.agent = agent
-            saturation.append(probe.mean())
+            record_path.write_text(json.dumps(record))
 
     trainer._evaluate = timed_evaluate
     trainer.run()  # resumes from OUT/runs/ours/seed=N/checkpoint.pt when an earlier call left one
     evals = trainer.evals  # every phase, the final one (final_eval_episodes) last
-    # This call's evaluations are the last ones (a resumed run's earlier phases were probed in a call before)
-    for e, sat in zip(evals[len(evals) - len(saturation):], saturation):
-        e["actor_pre_tanh_abs"] = sat
-    # The run's wall time over all its segments (a resumed run counts its earlier ones too; its earlier
-    # evaluations' time is not known, so a resumed run's training phase looks slower than it was).
-    return {"evals": evals, "wall_s": trainer.elapsed(), "eval_s": eval_s[0], "frames": trainer.step}
+    measured = [(e, record[str(e["step"])]) for e in evals if str(e["step"]) in record]
+    for e, m in measured:
+        e["actor_pre_tanh_abs"] = m["actor_pre_tanh_abs"]
+    # An evaluation with no record (a call that kept none ran it) counts as training time.
+    eval_s = sum(m["eval_s"] for _, m in measured)
+    return {"evals": evals, "wall_s": trainer.elapsed(), "eval_s": eval_s, "frames": trainer.step}
 
 
 def sb3_policy_kwargs(a) -> dict:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_learning.py"
 TASK = ["--", "size=smoke", "trainer.final_eval_episodes=1", "env.max_episode_steps=50"]
 
@@ -28,3 +30,23 @@ def test_held_reports_the_jobs_out_holds_and_trains_none_of_the_others(tmp_path)
     other = bench(tmp_path, "--seeds", "0", "--held", "--", "size=smoke")
     assert other.returncode == 1 and "holds none of the requested jobs" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+@pytest.mark.slow
+def test_a_job_that_goes_on_from_its_checkpoint_keeps_the_earlier_calls_evaluation_record(tmp_path):
+    """ours' training-phase time leaves out every evaluation's wall time, and its saturation record covers
+    every evaluation, the ones an earlier call on the same run directory ran included."""
+    def ours(total: int) -> subprocess.CompletedProcess:
+        return bench(tmp_path, "--contenders", "ours", "--seeds", "0", *TASK, f"trainer.total_steps={total}",
+                     "trainer.learning_starts=100", "trainer.eval_every=0")
+
+    assert (first := ours(150)).returncode == 0, first.stderr
+    assert (then := ours(250)).returncode == 0, then.stderr
+    run = tmp_path / "runs" / "ours" / "seed=0"
+    record = json.loads((run / "evaluations.json").read_text())
+    result = json.loads((run / "bench_result.json").read_text())["result"]
+    steps = [str(e["step"]) for e in result["evals"]]
+    assert len(steps) == 2 and set(steps) == set(record)  # the first call's final evaluation, then the second's
+    assert [e["actor_pre_tanh_abs"] for e in result["evals"]] == [record[s]["actor_pre_tanh_abs"] for s in steps]
+    assert result["eval_s"] == pytest.approx(sum(record[s]["eval_s"] for s in steps))
+    assert 0 < result["eval_s"] < result["wall_s"]
