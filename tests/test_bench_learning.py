@@ -1,5 +1,6 @@
-"""benchmarks/bench_learning.py on a real (tiny) task: a finished job is reused by a later call, and --held
-reports what OUT holds without training the rest."""
+"""benchmarks/bench_learning.py on a real (tiny) task: a finished job is reused by a later call, --held
+reports what OUT holds without training the rest, and a job that goes on from its checkpoint keeps the
+earlier call's evaluation record."""
 
 import json
 import subprocess
@@ -12,22 +13,22 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_learning.py
 TASK = ["--", "size=smoke", "trainer.final_eval_episodes=1", "env.max_episode_steps=50"]
 
 
-def bench(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--experiment", "drive_from_camera", "--contenders", "random",
+def bench(out: Path, contender: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--experiment", "drive_from_camera", "--contenders", contender,
                            "--jobs", "1", "--out", str(out), *args], capture_output=True, text=True, timeout=300)
 
 
 def test_held_reports_the_jobs_out_holds_and_trains_none_of_the_others(tmp_path):
-    ran = bench(tmp_path, "--seeds", "0", *TASK)
+    ran = bench(tmp_path, "random", "--seeds", "0", *TASK)
     assert ran.returncode == 0, ran.stderr
-    held = bench(tmp_path, "--seeds", "0", "1", "--held", *TASK)
+    held = bench(tmp_path, "random", "--seeds", "0", "1", "--held", *TASK)
     assert held.returncode == 0, held.stderr
     assert "random seed 0: final success" in held.stdout and "earlier call ran it" in held.stdout
     assert "random seed 1: not held" in held.stdout
     assert not (tmp_path / "runs" / "random" / "seed=1").exists()  # nothing ran for it
     assert [r["seed"] for r in json.loads((tmp_path / "results.json").read_text())["runs"]] == [0]
     # another task holds nothing: one line, no report
-    other = bench(tmp_path, "--seeds", "0", "--held", "--", "size=smoke")
+    other = bench(tmp_path, "random", "--seeds", "0", "--held", "--", "size=smoke")
     assert other.returncode == 1 and "holds none of the requested jobs" in other.stderr
     assert "Traceback" not in other.stderr
 
@@ -37,7 +38,7 @@ def test_a_job_that_goes_on_from_its_checkpoint_keeps_the_earlier_calls_evaluati
     """ours' training-phase time leaves out every evaluation's wall time, and its saturation record covers
     every evaluation, the ones an earlier call on the same run directory ran included."""
     def ours(total: int) -> subprocess.CompletedProcess:
-        return bench(tmp_path, "--contenders", "ours", "--seeds", "0", *TASK, f"trainer.total_steps={total}",
+        return bench(tmp_path, "ours", "--seeds", "0", *TASK, f"trainer.total_steps={total}",
                      "trainer.learning_starts=100", "trainer.eval_every=0")
 
     assert (first := ours(150)).returncode == 0, first.stderr
