@@ -1,6 +1,7 @@
 """benchmarks/bench_learning.py on a real (tiny) task: a finished job is reused by a later call, --held
 reports what OUT holds without training the rest, and a job that goes on from its checkpoint keeps the
-earlier call's evaluation record."""
+earlier call's evaluation record;
+git keeps each job's result and none of the rest of its run directory."""
 
 import json
 import subprocess
@@ -51,3 +52,19 @@ def test_a_job_that_goes_on_from_its_checkpoint_keeps_the_earlier_calls_evaluati
     assert [e["actor_pre_tanh_abs"] for e in result["evals"]] == [record[s]["actor_pre_tanh_abs"] for s in steps]
     assert result["eval_s"] == pytest.approx(sum(record[s]["eval_s"] for s in steps))
     assert 0 < result["eval_s"] < result["wall_s"]
+
+
+def test_git_keeps_each_jobs_result_and_nothing_else_of_a_comparisons_runs():
+    """A comparison grows over calls, perhaps on other machines: each job's bench_result.json must reach git
+    (the next call reuses it), its checkpoints and event files must not."""
+    root = SCRIPT.parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    runs = "benchmarks/results/some_comparison/runs/ours/seed=0"
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=root).returncode == 0
+
+    assert not ignored(f"{runs}/bench_result.json")
+    assert ignored(f"{runs}/checkpoint.pt") and ignored(f"{runs}/evaluations.json")
+    assert ignored(f"{runs}/tb/events.out.tfevents.1")
