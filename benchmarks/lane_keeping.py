@@ -16,7 +16,9 @@ with the run's final policy on the embedded simulator and prints:
   (a policy that takes turns faster than the route is built for cuts them or runs wide);
 - collisions, split the same way and by kind: into the car ahead in the ego's lane (the lane corridor's
   gap was under 2 m the frame before) or side-on, with the ego's offset from the centre line and
-  whether its footprint was over a marking (a car that cuts a turn into the next lane meets its traffic);
+  whether its footprint was over a marking (a car that cuts a turn into the next lane meets its traffic),
+  and where the car it met was in the ego's frame (ahead, beside or behind: a car behind ran into the
+  ego, which the dashcam cannot see) with that car's speed;
 - for an agent trained with an auxiliary head (agent.aux_weight), how well its CNN sees what the head
   predicts: the head's root-mean-square error and the targets' spread on every agent step, in the
   targets' units (lateral m, heading rad, gap m, closing m/s), and the least-squares slope of the
@@ -80,7 +82,7 @@ def main() -> None:
     routes, sim = eval_routes(cfg.env), env.unwrapped
     policy = driven_policy(agent, args.weights)
     fit, invasions, metres, side = [], Counter(), Counter(), Counter()
-    crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking) per collision
+    crashes = []  # (where, rear-end or side-on, lateral offset m, speed m/s, over a marking, other car) per collision
     speeds = {where: [] for where in ("straight", "turn", "traffic")}  # (ego, route target) per invasion
     head = getattr(getattr(agent, "critic", None), "aux_head", None)
     seen = []  # (predicted targets, true targets) per agent step, with an auxiliary head
@@ -119,7 +121,8 @@ def main() -> None:
                     speeds[where].append((frame["speed"], target))
                 if frame["collision"]:
                     crashes.append((where, "rear-end" if gap < REAR_END_GAP else "side-on",
-                                    frame["lateral_deviation"], frame["speed"], frame["marking_overlap"] > 0))
+                                    frame["lateral_deviation"], frame["speed"], frame["marking_overlap"] > 0,
+                                    other_car(sim)))
                 gap = frame["obstacle_distance"]
     env.close()
     x = np.array(fit)
@@ -145,9 +148,9 @@ def main() -> None:
               f"({sides[0]} {side[where, sides[0]]}, {sides[1]} {side[where, sides[1]]}{at})")
     total = sum(metres.values()) / 1000
     print(f"  {len(crashes)} collisions over {total:.2f} km = {len(crashes) / total:.2f} per km" if total else "")
-    for where, kind, lateral, speed, over in crashes:
+    for where, kind, lateral, speed, over, other in crashes:
         print(f"    {where:8s} {kind:8s} at {speed:4.1f} m/s, {lateral:+.2f} m off the centre line"
-              f"{', over a marking' if over else ''}")
+              f"{', over a marking' if over else ''}; {other}")
     if seen:
         from av_td3.envs.contract import privileged_units
 
@@ -162,6 +165,22 @@ def main() -> None:
             corr = np.corrcoef(true[:, k], predicted[:, k])[0, 1] if spread > 0 else math.nan
             print(f"  {name:17s} {rmse:.3f} {unit} (std {spread * scale:.3f} {unit}); "
                   f"prediction = {slope:.2f} x truth, correlation {corr:.2f}")
+
+
+def other_car(sim) -> str:
+    """Where the car the ego collided with is, in the ego's frame, and its speed: the nearest other vehicle
+    highway-env marks as crashed (it marks both parties), centre to centre. The simulator has moved on by
+    at most the rest of the agent step's frames."""
+    ego = sim.ego
+    others = [v for v in sim.road.vehicles if v is not ego]
+    if not others:
+        return "no other car"
+    hit = min([v for v in others if v.crashed] or others, key=lambda v: float(np.hypot(*(v.position - ego.position))))
+    dx, dy = (hit.position - ego.position).tolist()
+    c, s = math.cos(ego.heading), math.sin(ego.heading)
+    forward, right = dx * c + dy * s, -dx * s + dy * c  # highway-env's y axis points right of a car facing +x
+    side = "ahead" if forward > ego.LENGTH / 2 else "behind" if forward < -ego.LENGTH / 2 else "beside"
+    return f"the other car {side} ({forward:+.1f} m forward, {right:+.1f} m right) at {hit.speed:.1f} m/s"
 
 
 def classical(overrides: list[str]):
