@@ -127,13 +127,17 @@ def test_update_matches_textbook_td3_at_spec_shapes():
                               critic=NetClipConfig(mode="norm", max_norm=10.0))
     agent = make_agent(clipping, **SPEC_SHAPES, **SPEC_NETS)
     batches = [random_batch(i, **SPEC_SHAPES, batch_size=SPEC_NETS["batch_size"]) for i in range(4)]
-    # Elementwise, Adam amplifies rounding where a gradient element is as small as its eps (1e-8): at
-    # these sizes a handful of the 3.8M weights differ by up to ~3e-5 (the old encoder did the same).
-    # So: every element within a tenth of one Adam step (lr 1e-3), each tensor within 1e-5 in norm. A
-    # wrong layout, scaling or gradient moves most elements by a whole step.
+    nets = zip(("actor", "critic", "actor_target", "critic_target"),
+               (agent.actor, agent.critic, agent.actor_target, agent.critic_target))
+    start = {f"{net}.{name}": p.detach().clone() for net, m in nets for name, p in m.named_parameters()}
+    # Elementwise, Adam amplifies rounding where a gradient element is as small as its eps (1e-8), and the
+    # convolution kernels' summation order differs between layouts and CPUs: up to ~5e-5 per weight here,
+    # 6e-4 of how far the update moved a tensor on a CPU with AMX. So: every element within a tenth of one
+    # Adam step (lr 1e-3), and each tensor within 1% of how far the plain update moved it. A wrong layout,
+    # scaling or gradient moves most elements by a whole step (a step size 10% off: 10% of the move).
     for name, p, q in updated_side_by_side(agent, 1.0, 10.0, batches):
         assert (p - q).abs().max() < 1e-4, name
-        assert (p - q).norm() <= 1e-5 * q.norm(), name
+        assert (p - q).norm() <= 1e-2 * (q - start[name]).norm(), name
 
 
 def test_encoder_layouts_give_the_same_features():
