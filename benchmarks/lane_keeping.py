@@ -171,14 +171,14 @@ def other_car(sim) -> str:
     """Where the car the ego collided with is, in the ego's frame, and its speed: the nearest other vehicle
     highway-env marks as crashed (it marks both parties), centre to centre. The simulator has moved on by
     at most the rest of the agent step's frames."""
+    from av_td3.envs.route import to_vehicle_frame
+
     ego = sim.ego
     others = [v for v in sim.road.vehicles if v is not ego]
     if not others:
         return "no other car"
     hit = min([v for v in others if v.crashed] or others, key=lambda v: float(np.hypot(*(v.position - ego.position))))
-    dx, dy = (hit.position - ego.position).tolist()
-    c, s = math.cos(ego.heading), math.sin(ego.heading)
-    forward, right = dx * c + dy * s, -dx * s + dy * c  # highway-env's y axis points right of a car facing +x
+    forward, right = to_vehicle_frame(hit.position[None], ego.position, float(ego.heading))[0].tolist()
     side = "ahead" if forward > ego.LENGTH / 2 else "behind" if forward < -ego.LENGTH / 2 else "beside"
     return f"the other car {side} ({forward:+.1f} m forward, {right:+.1f} m right) at {hit.speed:.1f} m/s"
 

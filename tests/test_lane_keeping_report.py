@@ -31,6 +31,12 @@ def env():
     env.close()
 
 
+def clear(env):
+    """Every NPC far away and not crashed."""
+    for v in env.road.vehicles[1:]:
+        v.position, v.crashed = env.ego.position + np.array([500.0, 500.0]), False
+
+
 def place(env, forward: float, right: float, crashed: bool = False, which: int = 1):
     ego, other = env.ego, env.road.vehicles[which]
     c, s = math.cos(ego.heading), math.sin(ego.heading)
@@ -41,8 +47,7 @@ def place(env, forward: float, right: float, crashed: bool = False, which: int =
 
 @pytest.mark.parametrize("forward, right, side", [(4.0, 0.0, "ahead"), (-6.0, 0.3, "behind"), (1.0, -2.2, "beside")])
 def test_the_other_car_is_placed_in_the_egos_frame(env, forward, right, side):
-    for v in env.road.vehicles[1:]:  # every other NPC far away and not crashed
-        v.position, v.crashed = env.ego.position + np.array([500.0, 500.0]), False
+    clear(env)
     other = place(env, forward, right, crashed=True)
     other.speed = 3.5
     told = lane_keeping().other_car(env)
@@ -53,8 +58,7 @@ def test_the_other_car_is_placed_in_the_egos_frame(env, forward, right, side):
 
 
 def test_the_car_marked_crashed_is_the_one_met_even_when_another_is_nearer(env):
-    for v in env.road.vehicles[1:]:
-        v.position, v.crashed = env.ego.position + np.array([500.0, 500.0]), False
+    clear(env)
     place(env, 3.0, 0.0, crashed=False, which=1)
     place(env, -5.5, 0.0, crashed=True, which=2)
     assert lane_keeping().other_car(env).startswith("the other car behind (-5.5 m forward")

@@ -100,10 +100,15 @@ def updated_side_by_side(agent: TD3Agent, clip_actor, clip_critic, batches):
         agent.update(*batch)
         torch.manual_seed(100 + i)
         update(*batch)
-    ours = (agent.actor, agent.critic, agent.actor_target, agent.critic_target)
-    for net, mine, ref in zip(("actor", "critic", "actor_target", "critic_target"), ours, ref_nets):
-        for (name, p), q in zip(mine.named_parameters(), ref.parameters()):
-            yield f"{net}.{name}", p, q
+    for (name, p), q in zip(named_parameters(agent), (q for ref in ref_nets for q in ref.parameters()), strict=True):
+        yield name, p, q
+
+
+def named_parameters(agent: TD3Agent):
+    """("actor.<parameter>", parameter), ... over the four networks, in textbook_td3's order."""
+    for net in ("actor", "critic", "actor_target", "critic_target"):
+        for name, p in getattr(agent, net).named_parameters():
+            yield f"{net}.{name}", p
 
 
 @pytest.mark.parametrize("clip", [None, (1.0, 10.0), (1e-3, 1e-2)])
@@ -127,9 +132,7 @@ def test_update_matches_textbook_td3_at_spec_shapes():
                               critic=NetClipConfig(mode="norm", max_norm=10.0))
     agent = make_agent(clipping, **SPEC_SHAPES, **SPEC_NETS)
     batches = [random_batch(i, **SPEC_SHAPES, batch_size=SPEC_NETS["batch_size"]) for i in range(4)]
-    nets = zip(("actor", "critic", "actor_target", "critic_target"),
-               (agent.actor, agent.critic, agent.actor_target, agent.critic_target))
-    start = {f"{net}.{name}": p.detach().clone() for net, m in nets for name, p in m.named_parameters()}
+    start = {name: p.detach().clone() for name, p in named_parameters(agent)}
     # Elementwise, Adam amplifies rounding where a gradient element is as small as its eps (1e-8), and the
     # convolution kernels' summation order differs between layouts and CPUs: up to ~5e-5 per weight here,
     # 6e-4 of how far the update moved a tensor on a CPU with AMX. So: every element within a tenth of one
